@@ -1,0 +1,155 @@
+"""Event ingestion: store the event and one delivery per matching endpoint in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import or_
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from service import validation
+from service.catalog import Catalog
+from service.db.engine import SessionFactory
+from service.db.models import Delivery, Endpoint, Event, Subscription
+from service.db.types import utcnow
+from service.errors import Violations
+from service.ids import new_id
+
+# Called with the ids of newly committed deliveries; must return at once (it only wakes a dispatcher).
+DeliveriesCommitted = Callable[[Sequence[str]], None]
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    event: Event
+    duplicate: bool
+    delivery_count: int
+
+
+class Ingestor:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        catalog: Catalog,
+        *,
+        max_event_bytes: int,
+        on_committed: DeliveriesCommitted | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._catalog = catalog
+        self._max_event_bytes = max_event_bytes
+        self._on_committed = on_committed
+
+    def set_on_committed(self, callback: DeliveriesCommitted) -> None:
+        self._on_committed = callback
+
+    def notify(self, delivery_ids: Sequence[str]) -> None:
+        if delivery_ids and self._on_committed is not None:
+            self._on_committed(delivery_ids)
+
+    async def publish(
+        self, tenant_id: str, event_type: str, workspace_id: str, data: bytes, idempotency_key: str
+    ) -> PublishResult:
+        violations = Violations()
+        if not event_type:
+            violations.add("type", "is required")
+        elif self._catalog.get(event_type) is None:
+            violations.add("type", f'unknown event type "{event_type[:200]}"')
+        workspace = validation.workspace_for_event(workspace_id, violations)
+        validation.event_data(data, self._max_event_bytes, violations)
+        key = validation.idempotency_key(idempotency_key, violations)
+        violations.raise_if_any()
+
+        if key:
+            found = await self._find_by_key(tenant_id, key)
+            if found is not None:
+                return found
+        try:
+            async with self._sessions() as session, session.begin():
+                event, delivery_ids = await self.add_event(
+                    session, tenant_id, event_type, workspace, data, key or None
+                )
+        except IntegrityError:
+            # A concurrent publish with the same key won the race; answer with its event.
+            found = await self._find_by_key(tenant_id, key) if key else None
+            if found is None:
+                raise
+            return found
+        self.notify(delivery_ids)
+        return PublishResult(event=event, duplicate=False, delivery_count=len(delivery_ids))
+
+    async def add_event(
+        self,
+        session: AsyncSession,
+        tenant_id: str,
+        event_type: str,
+        workspace_id: str,
+        data: bytes,
+        idempotency_key: str | None = None,
+    ) -> tuple[Event, list[str]]:
+        """Insert an event and its deliveries in the caller's transaction; returns the delivery ids."""
+        now = utcnow()
+        event = Event(
+            id=new_id("evt"),
+            tenant_id=tenant_id,
+            type=event_type,
+            workspace_id=workspace_id,
+            data=data,
+            idempotency_key=idempotency_key,
+            created_at=now,
+        )
+        session.add(event)
+        await session.flush()
+        endpoint_ids = await matching_endpoints(session, tenant_id, event_type, workspace_id)
+        deliveries = [
+            Delivery(
+                id=new_id("dlv"),
+                tenant_id=tenant_id,
+                event_id=event.id,
+                endpoint_id=endpoint_id,
+                event_type=event_type,
+                created_at=now,
+                updated_at=now,
+            )
+            for endpoint_id in endpoint_ids
+        ]
+        session.add_all(deliveries)
+        await session.flush()
+        return event, [d.id for d in deliveries]
+
+    async def _find_by_key(self, tenant_id: str, key: str) -> PublishResult | None:
+        async with self._sessions() as session:
+            event = (
+                await session.exec(
+                    select(Event).where(Event.tenant_id == tenant_id, Event.idempotency_key == key)
+                )
+            ).first()
+            if event is None:
+                return None
+            count = len(
+                (await session.exec(select(Delivery.id).where(Delivery.event_id == event.id))).all()
+            )
+            return PublishResult(event=event, duplicate=True, delivery_count=count)
+
+
+async def matching_endpoints(
+    session: AsyncSession, tenant_id: str, event_type: str, workspace_id: str
+) -> list[str]:
+    """Active endpoints of the tenant subscribed to this type and admitting this workspace."""
+    statement = (
+        select(Subscription.endpoint_id)
+        .join(Endpoint, col(Endpoint.id) == col(Subscription.endpoint_id))
+        .where(
+            Subscription.tenant_id == tenant_id,
+            col(Subscription.pattern).in_(Catalog.patterns_matching(event_type)),
+            col(Endpoint.active).is_(True),
+            col(Endpoint.deleted_at).is_(None),
+            or_(col(Endpoint.workspace_id) == "", col(Endpoint.workspace_id) == workspace_id),
+        )
+        .distinct()
+        .order_by(col(Subscription.endpoint_id))
+    )
+    return list((await session.exec(statement)).all())
