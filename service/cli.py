@@ -6,13 +6,14 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from service.app import Core, build_core
 from service.auth import create_tenant
 from service.config import Settings
+from service.runtime import attach_delivery, background, build_worker, connect_temporal, http_client
 from service.server import ApiServer
 
 app = typer.Typer(no_args_is_help=True, help="Hookline: durable webhook delivery over gRPC.")
@@ -25,45 +26,57 @@ DataDir = Annotated[
 log = logging.getLogger("hookline")
 
 
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def _settings(data_dir: Path | None, **overrides: object) -> Settings:
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     return Settings.from_env(**overrides)
 
 
-async def _wait_for_stop_signal() -> None:
+async def _wait_for_stop_signal(also: asyncio.Future[None] | None = None) -> None:
+    """Returns on SIGTERM or SIGINT, or when `also` (the worker) ends by itself."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+    if also is not None:
+        waiters.append(also)
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    waiters[0].cancel()
 
 
-async def _serve(core: Core) -> None:
-    server = ApiServer(core, core.settings.grpc_address)
-    await server.start()
-    log.info("gRPC API listening on %s", core.settings.grpc_address)
-    try:
-        await _wait_for_stop_signal()
-        log.info("stopping: draining in-flight calls")
-    finally:
-        await server.stop()
-        await core.aclose()
+LOOPBACK_CIDRS = ("127.0.0.0/8", "::1/128")
 
 
-@app.command()
-def serve(
-    data_dir: DataDir = None,
-    address: Annotated[str | None, typer.Option(help="host:port to listen on.")] = None,
-) -> None:
-    """Run the gRPC API."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    overrides: dict[str, object] = {"grpc_address": address} if address else {}
-
-    async def main() -> None:
-        await _serve(await build_core(_settings(data_dir, **overrides)))
-
-    asyncio.run(main())
+async def _run(core: Core, *, api: bool, worker: bool, lazy_temporal: bool) -> None:
+    """Run the API and/or a worker, each with a dispatcher, until SIGTERM or SIGINT."""
+    client = await connect_temporal(core, lazy=lazy_temporal)
+    delivery = attach_delivery(core, client)
+    server = ApiServer(core, core.settings.grpc_address, delivery.control) if api else None
+    async with http_client(core) as http, background(delivery.dispatcher.run()):
+        temporal_worker = build_worker(core, client, http) if worker else None
+        worker_task = asyncio.ensure_future(temporal_worker.run()) if temporal_worker else None
+        if server is not None:
+            await server.start()
+            log.info("gRPC API listening on %s", core.settings.grpc_address)
+        if temporal_worker is not None:
+            log.info("worker polling task queue %s", core.settings.task_queue)
+        try:
+            await _wait_for_stop_signal(worker_task)
+            log.info("stopping: draining in-flight calls and attempts")
+        finally:
+            if server is not None:
+                await server.stop()
+            if temporal_worker is not None and worker_task is not None:
+                if not worker_task.done():
+                    await temporal_worker.shutdown()
+                await asyncio.gather(worker_task, return_exceptions=True)
+    await core.aclose()
 
 
 @app.command()

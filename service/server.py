@@ -8,6 +8,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from hookline.v1 import (
+    delivery_pb2,
+    delivery_pb2_grpc,
     endpoint_pb2,
     endpoint_pb2_grpc,
     event_pb2,
@@ -15,20 +17,23 @@ from hookline.v1 import (
     event_type_pb2,
     event_type_pb2_grpc,
 )
+from service.api.delivery_servicer import DeliveryServicer
 from service.api.endpoint_servicer import EndpointServicer
 from service.api.event_servicer import EventServicer
 from service.api.event_type_servicer import EventTypeServicer
 from service.app import Core
+from service.delivery_control import DeliveryControl
 
 SERVICE_NAMES = (
     endpoint_pb2.DESCRIPTOR.services_by_name["EndpointService"].full_name,
     event_type_pb2.DESCRIPTOR.services_by_name["EventTypeService"].full_name,
     event_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    delivery_pb2.DESCRIPTOR.services_by_name["DeliveryService"].full_name,
 )
 
 
 class ApiServer:
-    def __init__(self, core: Core, address: str) -> None:
+    def __init__(self, core: Core, address: str, control: DeliveryControl) -> None:
         limit = core.settings.grpc_max_message_bytes
         self.server = grpc.aio.server(
             options=[
@@ -44,6 +49,9 @@ class ApiServer:
         )
         event_pb2_grpc.add_EventServiceServicer_to_server(
             EventServicer(core.auth, core.ingestor, core.sessions), self.server
+        )
+        delivery_pb2_grpc.add_DeliveryServiceServicer_to_server(
+            DeliveryServicer(core.auth, core.sessions, control), self.server
         )
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

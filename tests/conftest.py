@@ -11,12 +11,15 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+from temporalio.client import Client
 
 from hookline.v1 import endpoint_pb2_grpc, event_pb2_grpc, event_type_pb2_grpc
 from service.app import Core, build_core
 from service.auth import create_tenant
 from service.config import Settings
 from service.crypto import SecretBox
+from service.delivery_control import DeliveryControl
+from service.dispatcher import Dispatcher
 from service.server import ApiServer
 from service.ssrf import StaticResolver
 
@@ -95,7 +98,12 @@ class Api:
 
 @pytest.fixture
 async def api(core: Core) -> AsyncIterator[Api]:
-    server = ApiServer(core, "127.0.0.1:0")
+    """The API alone: deliveries stay PENDING rows (no Temporal; tests/workflows covers delivery)."""
+    unreachable = await Client.connect("127.0.0.1:9", lazy=True)
+    dispatcher = Dispatcher(core.sessions, unreachable, "unused")
+    server = ApiServer(
+        core, "127.0.0.1:0", DeliveryControl(core.sessions, unreachable, "unused", dispatcher)
+    )
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     tenant, key = await create_tenant(core.sessions, f"tenant-{uuid.uuid4().hex[:8]}")

@@ -107,7 +107,11 @@ class DeliveryStatus(StrEnum):
 class Delivery(SQLModel, table=True):
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("event_id", "endpoint_id", name="uq_deliveries_event_id_endpoint_id"),
+        # generation 0 comes from publishing; replays add generation n+1 for the same pair.
+        UniqueConstraint(
+            "event_id", "endpoint_id", "generation", name="uq_deliveries_event_id_endpoint_id"
+        ),
+        Index("ix_deliveries_tenant_id_status_id", "tenant_id", "status", "id"),
         Index("ix_deliveries_tenant_id_id", "tenant_id", "id"),
         Index("ix_deliveries_endpoint_id_id", "endpoint_id", "id"),
         Index("ix_deliveries_dispatched_at", "dispatched_at"),
@@ -117,6 +121,7 @@ class Delivery(SQLModel, table=True):
     event_id: str = Field(foreign_key="events.id", max_length=40)
     endpoint_id: str = Field(foreign_key="endpoints.id", max_length=40)
     event_type: str = Field(max_length=200)
+    generation: int = 0
     status: str = Field(default=DeliveryStatus.PENDING, max_length=16)
     attempt_count: int = 0
     last_status_code: int | None = None

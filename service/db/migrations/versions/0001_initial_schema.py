@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 16:45:23.370524
+Create Date: 2026-11-23 16:52:44.751784
 """
 
 from collections.abc import Sequence
@@ -85,6 +85,7 @@ def upgrade() -> None:
     sa.Column('event_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('endpoint_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('event_type', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('generation', sa.Integer(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('attempt_count', sa.Integer(), nullable=False),
     sa.Column('last_status_code', sa.Integer(), nullable=True),
@@ -98,12 +99,13 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['event_id'], ['events.id'], name=op.f('fk_deliveries_event_id_events')),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_deliveries_tenant_id_tenants')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deliveries')),
-    sa.UniqueConstraint('event_id', 'endpoint_id', name='uq_deliveries_event_id_endpoint_id')
+    sa.UniqueConstraint('event_id', 'endpoint_id', 'generation', name='uq_deliveries_event_id_endpoint_id')
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_deliveries_dispatched_at', ['dispatched_at'], unique=False)
         batch_op.create_index('ix_deliveries_endpoint_id_id', ['endpoint_id', 'id'], unique=False)
         batch_op.create_index('ix_deliveries_tenant_id_id', ['tenant_id', 'id'], unique=False)
+        batch_op.create_index('ix_deliveries_tenant_id_status_id', ['tenant_id', 'status', 'id'], unique=False)
 
     op.create_table('endpoint_secrets',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
@@ -157,6 +159,7 @@ def downgrade() -> None:
 
     op.drop_table('endpoint_secrets')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_deliveries_tenant_id_status_id')
         batch_op.drop_index('ix_deliveries_tenant_id_id')
         batch_op.drop_index('ix_deliveries_endpoint_id_id')
         batch_op.drop_index('ix_deliveries_dispatched_at')

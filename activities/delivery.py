@@ -1,0 +1,257 @@
+"""The delivery activities: one signed POST per attempt, recorded in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio import activity
+
+from activities.envelope import envelope
+from activities.http_client import AttemptResult, DeliveryHttpClient, ErrorClass, parse_retry_after
+from activities.signing import webhook_headers
+from service.db.engine import SessionFactory
+from service.db.models import Attempt, Delivery, Endpoint, Event
+from service.db.types import utcnow
+from service.endpoints import EndpointManager
+from service.ids import new_id
+from service.retry_policy import RetryPolicy
+from workflows.types import (
+    CANCELED,
+    FAILED,
+    FINAL_STATUSES,
+    PENDING,
+    SUCCEEDED,
+    AttemptInput,
+    AttemptOutcome,
+    FinishInput,
+)
+
+log = logging.getLogger("hookline.delivery")
+
+# Answers that end a delivery at once: the target itself is not allowed, retrying cannot help.
+NOT_RETRYABLE = frozenset({ErrorClass.BLOCKED, ErrorClass.INVALID_URL})
+# Retry-After is honoured up to this long (or the scheduled delay, when that is longer).
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    vendor_signature_header: str | None = "X-Hookline-Signature"
+    # An endpoint failing this long without a single success is disabled (Svix: 5 days).
+    disable_after_failing: timedelta = timedelta(days=5)
+
+
+def next_delay(
+    policy: RetryPolicy, number: int, result: AttemptResult, now: datetime
+) -> float | None:
+    scheduled = policy.delay_after(number)
+    if scheduled is None:
+        return None
+    asked = parse_retry_after(result.retry_after, now)
+    if asked is None:
+        return scheduled
+    return max(scheduled, min(asked, MAX_RETRY_AFTER_SECONDS))
+
+
+HEARTBEAT_EVERY_SECONDS = 2.0
+
+
+@contextlib.asynccontextmanager
+async def heartbeating() -> AsyncIterator[None]:
+    """Heartbeat while a POST runs, so a killed worker's attempt is retried within the heartbeat
+    timeout instead of the full start-to-close timeout."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_EVERY_SECONDS)
+
+    task = asyncio.ensure_future(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class DeliveryActivities:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        endpoints: EndpointManager,
+        http: DeliveryHttpClient,
+        settings: DeliverySettings,
+    ) -> None:
+        self._sessions = sessions
+        self._endpoints = endpoints
+        self._http = http
+        self._settings = settings
+
+    @activity.defn(name="attempt_delivery")
+    async def attempt(self, request: AttemptInput) -> AttemptOutcome:
+        async with self._sessions() as session:
+            delivery = await session.get(Delivery, request.delivery_id)
+            if delivery is None:
+                raise LookupError(f"delivery {request.delivery_id} does not exist")
+            event = await session.get(Event, delivery.event_id)
+            endpoint = await session.get(Endpoint, delivery.endpoint_id)
+        if event is None or endpoint is None:
+            raise LookupError(f"delivery {request.delivery_id} lost its event or endpoint")
+        if delivery.status in FINAL_STATUSES and not request.manual:
+            return AttemptOutcome(number=request.number, status=delivery.status)
+        if not endpoint.active or endpoint.deleted_at is not None:
+            await self._set_final(delivery.id, CANCELED)
+            return AttemptOutcome(number=request.number, status=CANCELED)
+
+        keys = await self._endpoints.signing_keys(endpoint.id)
+        body = envelope(
+            event_id=event.id,
+            event_type=event.type,
+            created_at=event.created_at,
+            workspace_id=event.workspace_id,
+            data=event.data,
+        )
+        headers = webhook_headers(
+            keys=keys,
+            msg_id=event.id,
+            timestamp=int(time.time()),
+            body=body,
+            vendor_header=self._settings.vendor_signature_header,
+        )
+        started = utcnow()
+        async with heartbeating():
+            result = await self._http.post(
+                endpoint.url, headers=headers, body=body, timeout_seconds=endpoint.timeout_seconds
+            )
+        return await self._record(request, delivery, endpoint, started, result)
+
+    async def _record(
+        self,
+        request: AttemptInput,
+        delivery: Delivery,
+        endpoint: Endpoint,
+        started: datetime,
+        result: AttemptResult,
+    ) -> AttemptOutcome:
+        now = utcnow()
+        error = "" if result.succeeded else (result.error_class.value or "http_status")
+        delay: float | None = None
+        if result.succeeded:
+            status = SUCCEEDED
+        elif result.status_code == 410 or result.error_class in NOT_RETRYABLE or request.manual:
+            status = FAILED
+        else:
+            delay = next_delay(
+                RetryPolicy.from_json(endpoint.retry_policy), request.number, result, now
+            )
+            status = PENDING if delay is not None else FAILED
+        async with self._sessions() as session, session.begin():
+            await self._upsert_attempt(session, request, started, result, error)
+            await session.exec(
+                update(Delivery)
+                .where(col(Delivery.id) == delivery.id)
+                .values(
+                    status=status,
+                    attempt_count=request.number,
+                    last_status_code=result.status_code,
+                    last_error=error,
+                    next_attempt_at=now + timedelta(seconds=delay) if delay is not None else None,
+                    updated_at=now,
+                    completed_at=now if status != PENDING else None,
+                )
+            )
+            failing_too_long = await self._track_endpoint_health(session, endpoint.id, result, now)
+        if result.status_code == 410:
+            await self._endpoints.disable(endpoint.id, "receiver answered 410 Gone")
+        elif failing_too_long:
+            hours = self._settings.disable_after_failing.total_seconds() / 3600
+            await self._endpoints.disable(
+                endpoint.id, f"failing for {hours:g} hours without a success"
+            )
+        activity.logger.info(
+            "attempt %s of %s: %s",
+            request.number,
+            delivery.id,
+            result.status_code or error,
+        )
+        return AttemptOutcome(
+            number=request.number,
+            status=status,
+            status_code=result.status_code or 0,
+            error_class=error,
+            latency_ms=result.latency_ms,
+            next_delay_seconds=delay,
+        )
+
+    @staticmethod
+    async def _upsert_attempt(
+        session: AsyncSession,
+        request: AttemptInput,
+        started: datetime,
+        result: AttemptResult,
+        error: str,
+    ) -> None:
+        existing = (
+            await session.exec(
+                select(Attempt).where(
+                    Attempt.delivery_id == request.delivery_id, Attempt.number == request.number
+                )
+            )
+        ).first()
+        row = existing or Attempt(
+            id=new_id("att"),
+            delivery_id=request.delivery_id,
+            number=request.number,
+            started_at=started,
+        )
+        row.started_at = started
+        row.latency_ms = result.latency_ms
+        row.status_code = result.status_code
+        row.error_class = error
+        row.error_message = result.error_message[:200]
+        row.response_excerpt = result.response_excerpt
+        row.response_bytes = result.response_bytes_read
+        session.add(row)
+
+    async def _track_endpoint_health(
+        self, session: AsyncSession, endpoint_id: str, result: AttemptResult, now: datetime
+    ) -> bool:
+        """A success clears the failing clock; returns True when the endpoint failed too long."""
+        if result.succeeded:
+            await session.exec(
+                update(Endpoint)
+                .where(col(Endpoint.id) == endpoint_id, col(Endpoint.failing_since).is_not(None))
+                .values(failing_since=None)
+            )
+            return False
+        await session.exec(
+            update(Endpoint)
+            .where(col(Endpoint.id) == endpoint_id, col(Endpoint.failing_since).is_(None))
+            .values(failing_since=now)
+        )
+        since = (
+            await session.exec(select(Endpoint.failing_since).where(Endpoint.id == endpoint_id))
+        ).first()
+        return since is not None and now - since >= self._settings.disable_after_failing
+
+    @activity.defn(name="finish_delivery")
+    async def finish(self, request: FinishInput) -> None:
+        await self._set_final(request.delivery_id, request.status)
+
+    async def _set_final(self, delivery_id: str, status: str) -> None:
+        now = utcnow()
+        async with self._sessions() as session, session.begin():
+            await session.exec(
+                update(Delivery)
+                .where(col(Delivery.id) == delivery_id, col(Delivery.status) == PENDING)
+                .values(status=status, updated_at=now, completed_at=now, next_attempt_at=None)
+            )

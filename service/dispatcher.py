@@ -1,0 +1,139 @@
+"""Starts a workflow for every stored delivery that has none yet (a transactional outbox).
+
+PublishEvent commits the event and its delivery rows and returns; this loop turns rows with
+dispatched_at NULL into workflows. It runs in the API and in every worker, so a delivery whose API
+process died right after the commit is still started. Workflow ids are deterministic, so two
+dispatchers racing on the same row start one workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from sqlmodel import col, select, update
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from service.db.engine import SessionFactory
+from service.db.models import Delivery, Endpoint
+from service.db.types import utcnow
+from workflows import search_attributes
+from workflows.delivery import DeliveryWorkflow
+from workflows.types import PENDING, DeliveryInput, workflow_id
+
+log = logging.getLogger("hookline.dispatcher")
+
+
+def delivery_search_attributes(
+    tenant_id: str, endpoint_id: str, event_type: str, status: str = PENDING
+) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(search_attributes.TENANT, tenant_id),
+            SearchAttributePair(search_attributes.ENDPOINT, endpoint_id),
+            SearchAttributePair(search_attributes.EVENT_TYPE, event_type),
+            SearchAttributePair(search_attributes.STATUS, status),
+        ]
+    )
+
+
+def summary(event_type: str, url: str) -> str:
+    return f"{event_type} → {urlsplit(url).hostname or '?'}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        client: Client,
+        task_queue: str,
+        *,
+        batch_size: int = 200,
+        concurrency: int = 32,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._sessions = sessions
+        self._client = client
+        self._task_queue = task_queue
+        self._batch_size = batch_size
+        self._slots = asyncio.Semaphore(concurrency)
+        self._poll_interval = poll_interval
+        self._wake = asyncio.Event()
+
+    def wake(self, _delivery_ids: Sequence[str] = ()) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                started = await self.dispatch_once()
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("dispatching deliveries failed; retrying")
+                started = 0
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+            if started < self._batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
+
+    async def dispatch_once(self) -> int:
+        """Start workflows for one batch of undispatched deliveries; returns how many."""
+        statement = (
+            select(Delivery, Endpoint.url)
+            .join(Endpoint, col(Endpoint.id) == col(Delivery.endpoint_id))
+            .where(col(Delivery.dispatched_at).is_(None), Delivery.status == PENDING)
+            .order_by(col(Delivery.id))
+            .limit(self._batch_size)
+        )
+        async with self._sessions() as session:
+            rows = list((await session.exec(statement)).all())
+        if not rows:
+            return 0
+        results = await asyncio.gather(
+            *(self._start(d.id, d.tenant_id, d.endpoint_id, d.event_type, url) for d, url in rows),
+            return_exceptions=True,
+        )
+        started = [d.id for (d, _), result in zip(rows, results, strict=True) if result is None]
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("could not start a delivery workflow: %s", type(result).__name__)
+        if started:
+            async with self._sessions() as session, session.begin():
+                await session.exec(
+                    update(Delivery)
+                    .where(col(Delivery.id).in_(started))
+                    .values(dispatched_at=utcnow())
+                )
+        return len(started)
+
+    async def _start(
+        self, delivery_id: str, tenant_id: str, endpoint_id: str, event_type: str, url: str
+    ) -> None:
+        async with self._slots:
+            with contextlib.suppress(WorkflowAlreadyStartedError):
+                await self._client.start_workflow(
+                    DeliveryWorkflow.run,
+                    DeliveryInput(delivery_id=delivery_id),
+                    id=workflow_id(delivery_id),
+                    task_queue=self._task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    # A finished run is never started again by dispatching (only RetryDelivery does).
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    search_attributes=delivery_search_attributes(
+                        tenant_id, endpoint_id, event_type
+                    ),
+                    static_summary=summary(event_type, url),
+                )

@@ -1,0 +1,89 @@
+"""Process wiring around Temporal: the client, the worker, the dispatcher and delivery control."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.delivery import DeliveryActivities, DeliverySettings
+from activities.http_client import DeliveryHttpClient
+from service.app import Core
+from service.delivery_control import DeliveryControl
+from service.dispatcher import Dispatcher
+from workflows.delivery import DeliveryWorkflow
+
+log = logging.getLogger("hookline")
+
+
+async def connect_temporal(core: Core, *, lazy: bool = False) -> Client:
+    return await Client.connect(
+        core.settings.temporal_address,
+        namespace=core.settings.temporal_namespace,
+        lazy=lazy,
+    )
+
+
+@dataclass
+class Delivery:
+    """What a process needs to start and control deliveries."""
+
+    client: Client
+    dispatcher: Dispatcher
+    control: DeliveryControl
+
+
+def attach_delivery(core: Core, client: Client) -> Delivery:
+    """Publishing wakes the dispatcher; disabling or deleting an endpoint cancels its deliveries."""
+    dispatcher = Dispatcher(core.sessions, client, core.settings.task_queue)
+    control = DeliveryControl(core.sessions, client, core.settings.task_queue, dispatcher)
+    core.ingestor.set_on_committed(dispatcher.wake)
+    core.endpoints.set_on_stopped(control.endpoint_stopped)
+    return Delivery(client=client, dispatcher=dispatcher, control=control)
+
+
+def build_worker(
+    core: Core,
+    client: Client,
+    http: DeliveryHttpClient,
+    *,
+    task_queue: str | None = None,
+) -> Worker:
+    activities = DeliveryActivities(
+        core.sessions,
+        core.endpoints,
+        http,
+        DeliverySettings(vendor_signature_header=core.settings.signature_header or None),
+    )
+    return Worker(
+        client,
+        task_queue=task_queue or core.settings.task_queue,
+        workflows=[DeliveryWorkflow],
+        activities=[activities.attempt, activities.finish],
+        max_concurrent_activities=200,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+def http_client(core: Core, verify: ssl.SSLContext | str | bool = True) -> DeliveryHttpClient:
+    return DeliveryHttpClient(policy=core.policy, resolver=core.resolver, verify=verify)
+
+
+@contextlib.asynccontextmanager
+async def background(coroutine: Coroutine[Any, Any, None]) -> AsyncIterator[asyncio.Task[None]]:
+    """Run a coroutine as a task for the duration of a block, cancelling it on exit."""
+    task = asyncio.ensure_future(coroutine)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
