@@ -5,11 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 step() { printf '\n== %s\n' "$*"; }
-step "ruff"; "$BIN/ruff" check . && "$BIN/ruff" format --check .
-step "mypy --strict"; "$BIN/mypy" .
+step "ruff"
+"$BIN/ruff" check .
+"$BIN/ruff" format --check .
+step "mypy --strict"
+"$BIN/mypy" .
 step "buf lint, format, breaking"
 "$BIN/buf" lint
 "$BIN/buf" format --diff --exit-code
 "$BIN/buf" breaking --against tools/api-baseline.binpb
-step "generated code is fresh"; "$BIN/python" tools/gen_protos.py --check
-step "pytest"; "$BIN/python" -m pytest "$@"
+step "generated code is fresh"
+"$BIN/python" tools/gen_protos.py --check
+step "pytest"
+"$BIN/python" -m pytest "$@"
