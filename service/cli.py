@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,8 @@ from service.auth import create_tenant
 from service.config import Settings
 from service.runtime import attach_delivery, background, build_worker, connect_temporal, http_client
 from service.server import ApiServer
+from service.temporal_dev import DevServer, DevServerConfig
+from workflows import search_attributes
 
 app = typer.Typer(no_args_is_help=True, help="Hookline: durable webhook delivery over gRPC.")
 tenants = typer.Typer(no_args_is_help=True, help="Manage tenants and their API keys.")
@@ -77,6 +80,78 @@ async def _run(core: Core, *, api: bool, worker: bool, lazy_temporal: bool) -> N
                     await temporal_worker.shutdown()
                 await asyncio.gather(worker_task, return_exceptions=True)
     await core.aclose()
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    address: Annotated[str | None, typer.Option(help="host:port to listen on.")] = None,
+) -> None:
+    """Run the gRPC API (and a dispatcher) against HOOKLINE_TEMPORAL_ADDRESS."""
+    _logging()
+    overrides: dict[str, object] = {"grpc_address": address} if address else {}
+
+    async def main() -> None:
+        core = await build_core(_settings(data_dir, **overrides))
+        await _run(core, api=True, worker=False, lazy_temporal=True)
+
+    asyncio.run(main())
+
+
+@app.command()
+def worker(data_dir: DataDir = None) -> None:
+    """Run a delivery worker (and a dispatcher) against HOOKLINE_TEMPORAL_ADDRESS."""
+    _logging()
+
+    async def main() -> None:
+        core = await build_core(_settings(data_dir))
+        await _run(core, api=False, worker=True, lazy_temporal=False)
+
+    asyncio.run(main())
+
+
+@app.command()
+def dev(
+    data_dir: DataDir = None,
+    address: Annotated[str | None, typer.Option(help="gRPC host:port.")] = None,
+    temporal_port: Annotated[int, typer.Option(help="Temporal frontend port.")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = 8233,
+    allow_loopback_receivers: Annotated[
+        bool,
+        typer.Option(
+            help="Let endpoints point at 127.0.0.0/8 and ::1 over plain http (local testing only)."
+        ),
+    ] = False,
+) -> None:
+    """Everything on one machine: Temporal dev server (SQLite file), the API and a worker."""
+    _logging()
+    overrides: dict[str, object] = {"grpc_address": address} if address else {}
+    if allow_loopback_receivers:
+        overrides |= {"ssrf_allow_cidrs": LOOPBACK_CIDRS, "ssrf_allow_http": True}
+    settings = _settings(data_dir, **overrides)
+
+    async def main() -> None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        config = DevServerConfig(
+            db_file=settings.data_dir / "temporal.db",
+            port=temporal_port,
+            ui_port=ui_port,
+            namespace=settings.temporal_namespace,
+            search_attributes=search_attributes.dev_server_flags(),
+            log_file=settings.data_dir / "temporal.log",
+        )
+        async with DevServer(config) as temporal:
+            core = await build_core(replace(settings, temporal_address=temporal.target))
+            log.info("Temporal dev server on %s, Web UI at %s", temporal.target, temporal.ui_url)
+            log.info("data in %s (SQLite store and Temporal history)", settings.data_dir.resolve())
+            if allow_loopback_receivers:
+                log.warning(
+                    "!!! SSRF allowance ON: endpoints may target loopback over plain http. "
+                    "Never use --allow-loopback-receivers outside local testing. !!!"
+                )
+            await _run(core, api=True, worker=True, lazy_temporal=False)
+
+    asyncio.run(main())
 
 
 @app.command()
