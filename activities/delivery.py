@@ -49,6 +49,17 @@ class DeliverySettings:
     disable_after_failing: timedelta = timedelta(days=5)
 
 
+def describe(result: AttemptResult) -> str:
+    """What the attempt's owner sees: the client's error, or what the HTTP answer meant."""
+    if result.error_message:
+        return result.error_message
+    if result.status_code and 300 <= result.status_code < 400:
+        return f"redirect to {result.location or '(no Location)'} not followed"
+    if result.status_code and not result.succeeded:
+        return f"receiver answered HTTP {result.status_code}"
+    return ""
+
+
 def next_delay(
     policy: RetryPolicy, number: int, result: AttemptResult, now: datetime
 ) -> float | None:
@@ -170,13 +181,20 @@ class DeliveryActivities:
                 )
             )
             failing_too_long = await self._track_endpoint_health(session, endpoint.id, result, now)
-        if result.status_code == 410:
-            await self._endpoints.disable(endpoint.id, "receiver answered 410 Gone")
-        elif failing_too_long:
-            hours = self._settings.disable_after_failing.total_seconds() / 3600
-            await self._endpoints.disable(
-                endpoint.id, f"failing for {hours:g} hours without a success"
-            )
+            # Disabling commits with the attempt, so a worker dying in between cannot leave a 410
+            # endpoint active (the rerun would see the delivery final and stop early).
+            disabled: list[str] | None = None
+            if result.status_code == 410:
+                disabled = await self._endpoints.disable_in(
+                    session, endpoint.id, "receiver answered 410 Gone"
+                )
+            elif failing_too_long:
+                hours = self._settings.disable_after_failing.total_seconds() / 3600
+                disabled = await self._endpoints.disable_in(
+                    session, endpoint.id, f"failing for {hours:g} hours without a success"
+                )
+        if disabled is not None:
+            self._endpoints.after_disable(endpoint.id, disabled)
         activity.logger.info(
             "attempt %s of %s: %s",
             request.number,
@@ -217,7 +235,7 @@ class DeliveryActivities:
         row.latency_ms = result.latency_ms
         row.status_code = result.status_code
         row.error_class = error
-        row.error_message = result.error_message[:200]
+        row.error_message = describe(result)[:200]
         row.response_excerpt = result.response_excerpt
         row.response_bytes = result.response_bytes_read
         session.add(row)

@@ -29,6 +29,7 @@ from service.ingest import Ingestor
 from service.pagination import PageRequest
 from service.retry_policy import DEFAULT_POLICY, RetryPolicy
 from service.ssrf import NetworkPolicy, Resolver
+from service.telemetry import METRICS
 
 DEFAULT_OVERLAP = timedelta(hours=24)
 MAX_OVERLAP = timedelta(days=7)
@@ -200,18 +201,31 @@ class EndpointManager:
     async def disable(self, endpoint_id: str, reason: str) -> bool:
         """Hookline's own disabling (410 Gone, failing too long); True if it was active."""
         async with self._sessions() as session, session.begin():
-            endpoint = await session.get(Endpoint, endpoint_id, with_for_update=True)
-            if endpoint is None or endpoint.deleted_at is not None or not endpoint.active:
-                return False
-            endpoint.active = False
-            endpoint.disabled_reason = reason[:200]
-            endpoint.updated_at = utcnow()
-            session.add(endpoint)
-            ids = await self._emit(session, endpoint, "webhook_endpoint.updated")
-        self._ingestor.notify(ids)
+            ids = await self.disable_in(session, endpoint_id, reason)
+        if ids is None:
+            return False
+        self.after_disable(endpoint_id, ids)
+        return True
+
+    async def disable_in(
+        self, session: AsyncSession, endpoint_id: str, reason: str
+    ) -> list[str] | None:
+        """Disable within the caller's transaction; None if it was not active. After the commit,
+        call after_disable with the returned delivery ids."""
+        endpoint = await session.get(Endpoint, endpoint_id, with_for_update=True)
+        if endpoint is None or endpoint.deleted_at is not None or not endpoint.active:
+            return None
+        endpoint.active = False
+        endpoint.disabled_reason = reason[:200]
+        endpoint.updated_at = utcnow()
+        session.add(endpoint)
+        METRICS.endpoints_disabled.add(1, {"reason": reason.split(" ")[0]})
+        return await self._emit(session, endpoint, "webhook_endpoint.updated")
+
+    def after_disable(self, endpoint_id: str, delivery_ids: list[str]) -> None:
+        self._ingestor.notify(delivery_ids)
         if self._on_stopped is not None:
             self._on_stopped(endpoint_id)
-        return True
 
     async def delete(self, tenant_id: str, endpoint_id: str) -> None:
         check_endpoint_id(endpoint_id)

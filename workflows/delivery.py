@@ -64,6 +64,9 @@ class DeliveryWorkflow:
                 summary=f"attempt {number}",
             )
             self._record(outcome)
+            # A retry asked for while this attempt ran is answered by it; it must not also skip
+            # the next backoff.
+            self._retry_now = False
             if self._state.status != PENDING:
                 break
             if self._cancel:
