@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from opentelemetry import trace
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
@@ -23,6 +24,7 @@ from service.db.types import utcnow
 from service.endpoints import EndpointManager
 from service.ids import new_id
 from service.retry_policy import RetryPolicy
+from service.telemetry import METRICS, status_class
 from workflows.types import (
     CANCELED,
     FAILED,
@@ -117,6 +119,17 @@ class DeliveryActivities:
             endpoint = await session.get(Endpoint, delivery.endpoint_id)
         if event is None or endpoint is None:
             raise LookupError(f"delivery {request.delivery_id} lost its event or endpoint")
+        span = trace.get_current_span()
+        span.set_attributes(
+            {
+                "hookline.tenant_id": delivery.tenant_id,
+                "hookline.endpoint_id": delivery.endpoint_id,
+                "hookline.event_id": delivery.event_id,
+                "hookline.event_type": delivery.event_type,
+                "hookline.delivery_id": delivery.id,
+                "hookline.attempt": request.number,
+            }
+        )
         if delivery.status in FINAL_STATUSES and not request.manual:
             return AttemptOutcome(number=request.number, status=delivery.status)
         if not endpoint.active or endpoint.deleted_at is not None:
@@ -195,6 +208,7 @@ class DeliveryActivities:
                 )
         if disabled is not None:
             self._endpoints.after_disable(endpoint.id, disabled)
+        self._observe(delivery, result, error, status, now)
         activity.logger.info(
             "attempt %s of %s: %s",
             request.number,
@@ -209,6 +223,24 @@ class DeliveryActivities:
             latency_ms=result.latency_ms,
             next_delay_seconds=delay,
         )
+
+    @staticmethod
+    def _observe(
+        delivery: Delivery, result: AttemptResult, error: str, status: str, now: datetime
+    ) -> None:
+        span = trace.get_current_span()
+        if result.status_code:
+            span.set_attribute("http.response.status_code", result.status_code)
+        if error:
+            span.set_attribute("error.type", error)
+        span.set_attribute("hookline.delivery_status", status)
+        kind = status_class(result.status_code, error)
+        METRICS.attempts.add(1, {"status_class": kind, "event_type": delivery.event_type})
+        METRICS.attempt_duration.record(result.latency_ms / 1000, {"status_class": kind})
+        if status != PENDING:
+            METRICS.deliveries_completed.add(1, {"outcome": status})
+        if status == SUCCEEDED:
+            METRICS.time_to_success.record((now - delivery.created_at).total_seconds())
 
     @staticmethod
     async def _upsert_attempt(
@@ -264,6 +296,7 @@ class DeliveryActivities:
     @activity.defn(name="finish_delivery")
     async def finish(self, request: FinishInput) -> None:
         await self._set_final(request.delivery_id, request.status)
+        METRICS.deliveries_completed.add(1, {"outcome": request.status})
 
     async def _set_final(self, delivery_id: str, status: str) -> None:
         now = utcnow()

@@ -55,6 +55,7 @@ from typing import Final, Self, TypeVar, cast
 
 import httpcore
 import httpx
+from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport
 
 from service.ssrf import (
     IPAddress,
@@ -608,7 +609,8 @@ class DeliveryHttpClient:
             policy=policy, resolver=resolver, ssl_context=_build_ssl_context(verify)
         )
         self._client = httpx.AsyncClient(
-            transport=self._transport,
+            # Client spans, and `traceparent` on the POST so a receiver can continue the trace.
+            transport=AsyncOpenTelemetryTransport(self._transport),
             trust_env=False,
             follow_redirects=False,
             headers={

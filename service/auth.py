@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import grpc
+from opentelemetry import trace
 from sqlmodel import col, select
 
 from service.crypto import api_key_hint, generate_api_key, hash_api_key
@@ -32,7 +33,9 @@ class Authenticator:
             raise unauthenticated(f"missing {API_KEY_HEADER} metadata")
         if len(keys) > 1 or not isinstance(keys[0], str) or not keys[0]:
             raise unauthenticated(f"exactly one {API_KEY_HEADER} is required")
-        return await self.tenant_for_key(keys[0])
+        tenant_id = await self.tenant_for_key(keys[0])
+        trace.get_current_span().set_attribute("hookline.tenant_id", tenant_id)
+        return tenant_id
 
     async def tenant_for_key(self, key: str) -> str:
         digest = hash_api_key(key)

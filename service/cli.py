@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from service.app import Core, build_core
 from service.auth import create_tenant
 from service.config import Settings
+from service.logs import configure_logging
 from service.runtime import attach_delivery, background, build_worker, connect_temporal, http_client
 from service.server import ApiServer
+from service.telemetry import configure_metrics, configure_tracing
 from service.temporal_dev import DevServer, DevServerConfig
 from workflows import search_attributes
 
@@ -29,9 +33,29 @@ DataDir = Annotated[
 log = logging.getLogger("hookline")
 
 
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        help="Serve Prometheus metrics on this port (Hookline's), and Temporal SDK metrics on the next."
+    ),
+]
+
+
+def _observability(
+    *, dev: bool, metrics_port: int | None, trace_console: bool = False
+) -> Runtime | None:
+    """Logs (JSON unless dev or HOOKLINE_LOG_FORMAT=text), traces and metrics from OTEL_* settings."""
+    fmt = os.environ.get("HOOKLINE_LOG_FORMAT", "text" if dev else "json")
+    configure_logging(json_lines=fmt == "json")
+    configure_tracing(console=trace_console)
+    configure_metrics(prometheus_port=metrics_port)
+    if metrics_port is None:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port + 1}")
+        )
+    )
 
 
 def _settings(data_dir: Path | None, **overrides: object) -> Settings:
@@ -56,9 +80,11 @@ async def _wait_for_stop_signal(also: asyncio.Future[None] | None = None) -> Non
 LOOPBACK_CIDRS = ("127.0.0.0/8", "::1/128")
 
 
-async def _run(core: Core, *, api: bool, worker: bool, lazy_temporal: bool) -> None:
+async def _run(
+    core: Core, *, api: bool, worker: bool, lazy_temporal: bool, runtime: Runtime | None
+) -> None:
     """Run the API and/or a worker, each with a dispatcher, until SIGTERM or SIGINT."""
-    client = await connect_temporal(core, lazy=lazy_temporal)
+    client = await connect_temporal(core, lazy=lazy_temporal, runtime=runtime)
     delivery = attach_delivery(core, client)
     server = ApiServer(core, core.settings.grpc_address, delivery.control) if api else None
     async with http_client(core) as http, background(delivery.dispatcher.run()):
@@ -86,26 +112,27 @@ async def _run(core: Core, *, api: bool, worker: bool, lazy_temporal: bool) -> N
 def serve(
     data_dir: DataDir = None,
     address: Annotated[str | None, typer.Option(help="host:port to listen on.")] = None,
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Run the gRPC API (and a dispatcher) against HOOKLINE_TEMPORAL_ADDRESS."""
-    _logging()
+    runtime = _observability(dev=False, metrics_port=metrics_port)
     overrides: dict[str, object] = {"grpc_address": address} if address else {}
 
     async def main() -> None:
         core = await build_core(_settings(data_dir, **overrides))
-        await _run(core, api=True, worker=False, lazy_temporal=True)
+        await _run(core, api=True, worker=False, lazy_temporal=True, runtime=runtime)
 
     asyncio.run(main())
 
 
 @app.command()
-def worker(data_dir: DataDir = None) -> None:
+def worker(data_dir: DataDir = None, metrics_port: MetricsPort = None) -> None:
     """Run a delivery worker (and a dispatcher) against HOOKLINE_TEMPORAL_ADDRESS."""
-    _logging()
+    runtime = _observability(dev=False, metrics_port=metrics_port)
 
     async def main() -> None:
         core = await build_core(_settings(data_dir))
-        await _run(core, api=False, worker=True, lazy_temporal=False)
+        await _run(core, api=False, worker=True, lazy_temporal=False, runtime=runtime)
 
     asyncio.run(main())
 
@@ -122,9 +149,11 @@ def dev(
             help="Let endpoints point at 127.0.0.0/8 and ::1 over plain http (local testing only)."
         ),
     ] = False,
+    trace_console: Annotated[bool, typer.Option(help="Print every span to stdout.")] = False,
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Everything on one machine: Temporal dev server (SQLite file), the API and a worker."""
-    _logging()
+    runtime = _observability(dev=True, metrics_port=metrics_port, trace_console=trace_console)
     overrides: dict[str, object] = {"grpc_address": address} if address else {}
     if allow_loopback_receivers:
         overrides |= {"ssrf_allow_cidrs": LOOPBACK_CIDRS, "ssrf_allow_http": True}
@@ -149,7 +178,7 @@ def dev(
                     "!!! SSRF allowance ON: endpoints may target loopback over plain http. "
                     "Never use --allow-loopback-receivers outside local testing. !!!"
                 )
-            await _run(core, api=True, worker=True, lazy_temporal=False)
+            await _run(core, api=True, worker=True, lazy_temporal=False, runtime=runtime)
 
     asyncio.run(main())
 

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from opentelemetry import context as otel_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlmodel import col, select, update
 from temporalio.client import Client
 from temporalio.common import (
@@ -103,7 +105,7 @@ class Dispatcher:
         if not rows:
             return 0
         results = await asyncio.gather(
-            *(self._start(d.id, d.tenant_id, d.endpoint_id, d.event_type, url) for d, url in rows),
+            *(self._start(d, url) for d, url in rows),
             return_exceptions=True,
         )
         started = [d.id for (d, _), result in zip(rows, results, strict=True) if result is None]
@@ -119,21 +121,25 @@ class Dispatcher:
                 )
         return len(started)
 
-    async def _start(
-        self, delivery_id: str, tenant_id: str, endpoint_id: str, event_type: str, url: str
-    ) -> None:
-        async with self._slots:
-            with contextlib.suppress(WorkflowAlreadyStartedError):
-                await self._client.start_workflow(
-                    DeliveryWorkflow.run,
-                    DeliveryInput(delivery_id=delivery_id),
-                    id=workflow_id(delivery_id),
-                    task_queue=self._task_queue,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                    # A finished run is never started again by dispatching (only RetryDelivery does).
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=delivery_search_attributes(
-                        tenant_id, endpoint_id, event_type
-                    ),
-                    static_summary=summary(event_type, url),
-                )
+    async def _start(self, delivery: Delivery, url: str) -> None:
+        # Start inside the publisher's trace, so one trace tells the whole story of an event.
+        parent = TraceContextTextMapPropagator().extract({"traceparent": delivery.trace_parent})
+        token = otel_context.attach(parent)
+        try:
+            async with self._slots:
+                with contextlib.suppress(WorkflowAlreadyStartedError):
+                    await self._client.start_workflow(
+                        DeliveryWorkflow.run,
+                        DeliveryInput(delivery_id=delivery.id),
+                        id=workflow_id(delivery.id),
+                        task_queue=self._task_queue,
+                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                        # A finished run is never started again by dispatching (only RetryDelivery).
+                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                        search_attributes=delivery_search_attributes(
+                            delivery.tenant_id, delivery.endpoint_id, delivery.event_type
+                        ),
+                        static_summary=summary(delivery.event_type, url),
+                    )
+        finally:
+            otel_context.detach(token)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -17,6 +19,7 @@ from service.db.models import Delivery, Endpoint, Event, Subscription
 from service.db.types import utcnow
 from service.errors import Violations
 from service.ids import new_id
+from service.telemetry import METRICS
 
 # Called with the ids of newly committed deliveries; must return at once (it only wakes a dispatcher).
 DeliveriesCommitted = Callable[[Sequence[str]], None]
@@ -79,6 +82,14 @@ class Ingestor:
                 raise
             return found
         self.notify(delivery_ids)
+        METRICS.events_published.add(1, {"tenant": tenant_id, "type": event_type})
+        trace.get_current_span().set_attributes(
+            {
+                "hookline.event_id": event.id,
+                "hookline.event_type": event_type,
+                "hookline.delivery_count": len(delivery_ids),
+            }
+        )
         return PublishResult(event=event, duplicate=False, delivery_count=len(delivery_ids))
 
     async def add_event(
@@ -92,6 +103,7 @@ class Ingestor:
     ) -> tuple[Event, list[str]]:
         """Insert an event and its deliveries in the caller's transaction; returns the delivery ids."""
         now = utcnow()
+        trace_parent = current_traceparent()
         event = Event(
             id=new_id("evt"),
             tenant_id=tenant_id,
@@ -111,6 +123,7 @@ class Ingestor:
                 event_id=event.id,
                 endpoint_id=endpoint_id,
                 event_type=event_type,
+                trace_parent=trace_parent,
                 created_at=now,
                 updated_at=now,
             )
@@ -133,6 +146,12 @@ class Ingestor:
                 (await session.exec(select(Delivery.id).where(Delivery.event_id == event.id))).all()
             )
             return PublishResult(event=event, duplicate=True, delivery_count=count)
+
+
+def current_traceparent() -> str:
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent", "")
 
 
 async def matching_endpoints(

@@ -12,6 +12,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities.delivery import DeliveryActivities, DeliverySettings
@@ -24,11 +26,16 @@ from workflows.delivery import DeliveryWorkflow
 log = logging.getLogger("hookline")
 
 
-async def connect_temporal(core: Core, *, lazy: bool = False) -> Client:
+async def connect_temporal(
+    core: Core, *, lazy: bool = False, runtime: Runtime | None = None
+) -> Client:
     return await Client.connect(
         core.settings.temporal_address,
         namespace=core.settings.temporal_namespace,
         lazy=lazy,
+        # Workflow and activity spans; workers built on this client inherit it.
+        interceptors=[TracingInterceptor()],
+        runtime=runtime,
     )
 
 

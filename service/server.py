@@ -6,6 +6,7 @@ import grpc
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from hookline.v1 import (
     delivery_pb2,
@@ -36,10 +37,12 @@ class ApiServer:
     def __init__(self, core: Core, address: str, control: DeliveryControl) -> None:
         limit = core.settings.grpc_max_message_bytes
         self.server = grpc.aio.server(
+            # Server spans; a trace context the caller sends in metadata becomes their parent.
+            interceptors=[aio_server_interceptor()],  # type: ignore[no-untyped-call]
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
-            ]
+            ],
         )
         endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(
             EndpointServicer(core.auth, core.endpoints), self.server

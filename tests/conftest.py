@@ -11,6 +11,8 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
 
 from hookline.v1 import endpoint_pb2_grpc, event_pb2_grpc, event_type_pb2_grpc
@@ -22,6 +24,14 @@ from service.delivery_control import DeliveryControl
 from service.dispatcher import Dispatcher
 from service.server import ApiServer
 from service.ssrf import StaticResolver
+from service.telemetry import configure_metrics, configure_tracing
+
+# One tracer and meter provider for the whole test session (OpenTelemetry allows one per process);
+# tests read what was recorded from these.
+SPANS = InMemorySpanExporter()
+METRIC_READER = InMemoryMetricReader()
+configure_tracing(extra=SPANS)
+configure_metrics(extra=METRIC_READER)
 
 PG_ADMIN_DSN = os.environ.get(
     "HOOKLINE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -127,6 +127,8 @@ class Delivery(SQLModel, table=True):
     last_status_code: int | None = None
     last_error: str = Field(default="", max_length=200)
     next_attempt_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # W3C traceparent of the publishing call, so the workflow joins the publisher's trace.
+    trace_parent: str = Field(default="", max_length=64)
     # Set once the delivery's workflow has been started; NULL rows are picked up by the dispatcher.
     dispatched_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)

@@ -14,6 +14,7 @@ import grpc
 import pytest
 from sqlmodel import col, select
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.testing import WorkflowEnvironment
 
 from hookline.v1 import (
@@ -163,7 +164,11 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     settings = stack_settings(tmp_path, database_url)
     core = await build_core(settings, resolver=resolver)
-    client = temporal_env.client
+    # Like production: the tracing interceptor on the client, inherited by the worker.
+    client = await Client.connect(
+        temporal_env.client.service_client.config.target_host,
+        interceptors=[TracingInterceptor()],
+    )
     delivery = attach_delivery(core, client)
     server = ApiServer(core, "127.0.0.1:0", delivery.control)
     await server.start()
