@@ -98,7 +98,8 @@ def metric_sum(name: str, match: Mapping[str, str] | None = None) -> float:
                     attributes = dict(point.attributes or {})
                     if match and any(attributes.get(k) != v for k, v in match.items()):
                         continue
-                    total += float(getattr(point, "value", None) or getattr(point, "count", 0))
+                    value: float = getattr(point, "value", None) or getattr(point, "count", 0)
+                    total += value
     return total
 
 
