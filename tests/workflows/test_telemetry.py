@@ -98,8 +98,8 @@ def metric_sum(name: str, match: Mapping[str, str] | None = None) -> float:
                     attributes = dict(point.attributes or {})
                     if match and any(attributes.get(k) != v for k, v in match.items()):
                         continue
-                    value: float = getattr(point, "value", None) or getattr(point, "count", 0)
-                    total += value
+                    count = getattr(point, "count", None)  # histograms count, counters sum
+                    total += float(count if count is not None else getattr(point, "value", 0))
     return total
 
 
