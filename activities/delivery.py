@@ -9,8 +9,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from opentelemetry import trace
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
@@ -75,6 +78,29 @@ def next_delay(
 
 
 HEARTBEAT_EVERY_SECONDS = 2.0
+KEY_CACHE_SECONDS = 30.0
+
+
+class SigningKeyCache:
+    """Decrypted signing keys per endpoint. The endpoint row's updated_at is part of the key, so a
+    rotation (which touches it) is seen by the very next attempt; expiry of an overlapping old
+    secret is seen within KEY_CACHE_SECONDS."""
+
+    def __init__(self, endpoints: EndpointManager) -> None:
+        self._endpoints = endpoints
+        self._entries: dict[tuple[str, datetime], tuple[list[bytes], float]] = {}
+
+    async def get(self, endpoint: Endpoint) -> list[bytes]:
+        key = (endpoint.id, endpoint.updated_at)
+        now = time.monotonic()
+        cached = self._entries.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        keys = await self._endpoints.signing_keys(endpoint.id)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key] = (keys, now + KEY_CACHE_SECONDS)
+        return keys
 
 
 @contextlib.asynccontextmanager
@@ -87,6 +113,9 @@ async def heartbeating() -> AsyncIterator[None]:
             activity.heartbeat()
             await asyncio.sleep(HEARTBEAT_EVERY_SECONDS)
 
+    if activity.info().is_local:  # local activities ride on the workflow task instead
+        yield
+        return
     task = asyncio.ensure_future(beat())
     try:
         yield
@@ -108,17 +137,22 @@ class DeliveryActivities:
         self._endpoints = endpoints
         self._http = http
         self._settings = settings
+        self._keys = SigningKeyCache(endpoints)
 
     @activity.defn(name="attempt_delivery")
     async def attempt(self, request: AttemptInput) -> AttemptOutcome:
         async with self._sessions() as session:
-            delivery = await session.get(Delivery, request.delivery_id)
-            if delivery is None:
-                raise LookupError(f"delivery {request.delivery_id} does not exist")
-            event = await session.get(Event, delivery.event_id)
-            endpoint = await session.get(Endpoint, delivery.endpoint_id)
-        if event is None or endpoint is None:
-            raise LookupError(f"delivery {request.delivery_id} lost its event or endpoint")
+            row = (
+                await session.exec(
+                    select(Delivery, Event, Endpoint)
+                    .join(Event, col(Event.id) == col(Delivery.event_id))
+                    .join(Endpoint, col(Endpoint.id) == col(Delivery.endpoint_id))
+                    .where(Delivery.id == request.delivery_id)
+                )
+            ).first()
+        if row is None:
+            raise LookupError(f"delivery {request.delivery_id} does not exist")
+        delivery, event, endpoint = row
         span = trace.get_current_span()
         span.set_attributes(
             {
@@ -136,7 +170,7 @@ class DeliveryActivities:
             await self._set_final(delivery.id, CANCELED)
             return AttemptOutcome(number=request.number, status=CANCELED)
 
-        keys = await self._endpoints.signing_keys(endpoint.id)
+        keys = await self._keys.get(endpoint)
         body = envelope(
             event_id=event.id,
             event_type=event.type,
@@ -193,7 +227,9 @@ class DeliveryActivities:
                     completed_at=now if status != PENDING else None,
                 )
             )
-            failing_too_long = await self._track_endpoint_health(session, endpoint.id, result, now)
+            health, failing_too_long = self._track_endpoint_health(endpoint, result, now)
+            if health is not None:
+                await session.exec(health)
             # Disabling commits with the attempt, so a worker dying in between cannot leave a 410
             # endpoint active (the rerun would see the delivery final and stop early).
             disabled: list[str] | None = None
@@ -250,48 +286,48 @@ class DeliveryActivities:
         result: AttemptResult,
         error: str,
     ) -> None:
-        existing = (
-            await session.exec(
-                select(Attempt).where(
-                    Attempt.delivery_id == request.delivery_id, Attempt.number == request.number
-                )
-            )
-        ).first()
-        row = existing or Attempt(
-            id=new_id("att"),
-            delivery_id=request.delivery_id,
-            number=request.number,
-            started_at=started,
-        )
-        row.started_at = started
-        row.latency_ms = result.latency_ms
-        row.status_code = result.status_code
-        row.error_class = error
-        row.error_message = describe(result)[:200]
-        row.response_excerpt = result.response_excerpt
-        row.response_bytes = result.response_bytes_read
-        session.add(row)
-
-    async def _track_endpoint_health(
-        self, session: AsyncSession, endpoint_id: str, result: AttemptResult, now: datetime
-    ) -> bool:
-        """A success clears the failing clock; returns True when the endpoint failed too long."""
-        if result.succeeded:
-            await session.exec(
-                update(Endpoint)
-                .where(col(Endpoint.id) == endpoint_id, col(Endpoint.failing_since).is_not(None))
-                .values(failing_since=None)
-            )
-            return False
+        """One statement; a rerun of the same attempt (worker crash) overwrites its row."""
+        values = {
+            "id": new_id("att"),
+            "delivery_id": request.delivery_id,
+            "number": request.number,
+            "started_at": started,
+            "latency_ms": result.latency_ms,
+            "status_code": result.status_code,
+            "error_class": error,
+            "error_message": describe(result)[:200],
+            "response_excerpt": result.response_excerpt,
+            "response_bytes": result.response_bytes_read,
+        }
+        insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+        statement = insert(Attempt).values(**values)
+        changed = {
+            k: statement.excluded[k] for k in values if k not in {"id", "delivery_id", "number"}
+        }
         await session.exec(
-            update(Endpoint)
-            .where(col(Endpoint.id) == endpoint_id, col(Endpoint.failing_since).is_(None))
-            .values(failing_since=now)
+            statement.on_conflict_do_update(index_elements=["delivery_id", "number"], set_=changed)
         )
-        since = (
-            await session.exec(select(Endpoint.failing_since).where(Endpoint.id == endpoint_id))
-        ).first()
-        return since is not None and now - since >= self._settings.disable_after_failing
+
+    def _track_endpoint_health(
+        self, endpoint: Endpoint, result: AttemptResult, now: datetime
+    ) -> tuple[Any, bool]:
+        """The statement to run (or None) and whether the endpoint has failed for too long.
+        A success clears the failing clock; the first failure after a success starts it."""
+        if result.succeeded:
+            if endpoint.failing_since is None:
+                return None, False
+            return (
+                update(Endpoint).where(col(Endpoint.id) == endpoint.id).values(failing_since=None),
+                False,
+            )
+        if endpoint.failing_since is None:
+            return (
+                update(Endpoint)
+                .where(col(Endpoint.id) == endpoint.id, col(Endpoint.failing_since).is_(None))
+                .values(failing_since=now),
+                False,
+            )
+        return None, now - endpoint.failing_since >= self._settings.disable_after_failing
 
     @activity.defn(name="finish_delivery")
     async def finish(self, request: FinishInput) -> None:

@@ -85,7 +85,7 @@ async def _run(
 ) -> None:
     """Run the API and/or a worker, each with a dispatcher, until SIGTERM or SIGINT."""
     client = await connect_temporal(core, lazy=lazy_temporal, runtime=runtime)
-    delivery = attach_delivery(core, client)
+    delivery = attach_delivery(core, client, with_worker=worker)
     server = ApiServer(core, core.settings.grpc_address, delivery.control) if api else None
     async with http_client(core) as http, background(delivery.dispatcher.run()):
         temporal_worker = build_worker(core, client, http) if worker else None

@@ -63,6 +63,7 @@ class Dispatcher:
         batch_size: int = 200,
         concurrency: int = 32,
         poll_interval: float = 1.0,
+        eager: bool = False,
     ) -> None:
         self._sessions = sessions
         self._client = client
@@ -71,6 +72,9 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(concurrency)
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
+        # With a worker on the same client, the start hands the first workflow task straight to
+        # it (no poll round trip); it needs free workflow-task slots, see build_worker.
+        self._eager = eager
 
     def wake(self, _delivery_ids: Sequence[str] = ()) -> None:
         self._wake.set()
@@ -140,6 +144,7 @@ class Dispatcher:
                             delivery.tenant_id, delivery.endpoint_id, delivery.event_type
                         ),
                         static_summary=summary(delivery.event_type, url),
+                        request_eager_start=self._eager,
                     )
         finally:
             otel_context.detach(token)

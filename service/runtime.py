@@ -48,9 +48,18 @@ class Delivery:
     control: DeliveryControl
 
 
-def attach_delivery(core: Core, client: Client) -> Delivery:
+DISPATCH_CONCURRENCY = 32
+
+
+def attach_delivery(core: Core, client: Client, *, with_worker: bool = False) -> Delivery:
     """Publishing wakes the dispatcher; disabling or deleting an endpoint cancels its deliveries."""
-    dispatcher = Dispatcher(core.sessions, client, core.settings.task_queue)
+    dispatcher = Dispatcher(
+        core.sessions,
+        client,
+        core.settings.task_queue,
+        concurrency=DISPATCH_CONCURRENCY,
+        eager=with_worker,
+    )
     control = DeliveryControl(core.sessions, client, core.settings.task_queue, dispatcher)
     core.ingestor.set_on_committed(dispatcher.wake)
     core.endpoints.set_on_stopped(control.endpoint_stopped)
@@ -76,6 +85,10 @@ def build_worker(
         workflows=[DeliveryWorkflow],
         activities=[activities.attempt, activities.finish],
         max_concurrent_activities=200,
+        max_concurrent_local_activities=200,
+        # Eager starts only go eager while a workflow-task slot is free: keep more slots than
+        # concurrent starts (perf-notes: too few and half the starts silently fall back).
+        max_concurrent_workflow_tasks=4 * DISPATCH_CONCURRENCY,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 

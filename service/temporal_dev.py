@@ -24,7 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+import grpc
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeNamespaceResponse
 from temporalio.client import Client
 
 __all__ = [
@@ -35,7 +36,11 @@ __all__ = [
 ]
 
 _POLL_INTERVAL = 0.1  # seconds between readiness probes
-_PROBE_TIMEOUT = timedelta(seconds=2)
+_PROBE_TIMEOUT = 2.0  # seconds for one readiness probe
+# A private subchannel per probe channel: with gRPC's global pool, a new channel would reuse
+# the subchannel of an earlier refused attempt and sit out its reconnect backoff (1 s+).
+_PROBE_CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
+_DESCRIBE_NAMESPACE = "/temporal.api.workflowservice.v1.WorkflowService/DescribeNamespace"
 _TAIL_LINES = 40
 _TAIL_BYTES = 16_384
 # WAL with synchronous=NORMAL: ~1.8x faster than the default rollback journal here, and
@@ -233,9 +238,18 @@ class DevServer:
             raise
 
     async def _wait_ready(self, process: asyncio.subprocess.Process, timeout: float) -> None:
+        """Poll until the namespace answers; then check that the SDK client connects too.
+
+        The polling uses a plain gRPC channel per attempt, which can be abandoned at any
+        moment: an in-flight temporalio `Client.connect` cannot be cancelled safely (its
+        Rust future outlives the cancellation and may crash the interpreter at exit), and
+        its built-in get_system_info timeout is 30 s. The SDK is only asked once the
+        server already answers, so that call is quick.
+        """
         deadline = time.monotonic() + timeout
         last_error: BaseException | None = None
         exited = asyncio.create_task(process.wait())
+        probe: asyncio.Task[None] | None = None
         try:
             while True:
                 remaining = deadline - time.monotonic()
@@ -244,44 +258,52 @@ class DevServer:
                         f"the Temporal dev server on {self.target} was not ready within "
                         f"{timeout:g}s (last error: {last_error!r}){self._describe_tail()}"
                     )
-                probe = asyncio.create_task(self._probe())
-                done, _ = await asyncio.wait(
-                    {probe, exited},
-                    timeout=min(remaining, _PROBE_TIMEOUT.total_seconds()),
-                    return_when=asyncio.FIRST_COMPLETED,
+                probe = asyncio.create_task(
+                    self._describe_namespace(min(remaining, _PROBE_TIMEOUT))
                 )
-                if probe in done:
-                    last_error = probe.exception()
-                    if last_error is None and not exited.done():
-                        # It answered, and it is our child: alive, and the pre-check made
-                        # sure nobody else was listening on the port.
-                        return
-                else:
-                    probe.cancel()
-                    await asyncio.wait({probe})
-                    if not probe.cancelled():  # it swallowed the cancellation
-                        probe.exception()  # mark it retrieved
-                    last_error = TimeoutError("readiness probe timed out")
+                await asyncio.wait({probe, exited}, return_when=asyncio.FIRST_COMPLETED)
                 if exited.done():
                     await self._reap()
                     raise DevServerError(
                         "the Temporal dev server exited early with status "
                         f"{process.returncode}{self._describe_tail()}"
                     )
+                last_error = probe.exception()
+                if last_error is None:
+                    break
                 # Not up yet: wait a little, but wake at once if the process dies.
                 await asyncio.wait(
                     {exited}, timeout=min(_POLL_INTERVAL, max(0.0, deadline - time.monotonic()))
                 )
         finally:
-            exited.cancel()
-
-    async def _probe(self) -> None:
-        """One readiness check: a client connects and the namespace is described."""
+            for task in (probe, exited):
+                if task is not None and not task.done():
+                    task.cancel()
+                    await asyncio.wait({task})
+                if task is not None and not task.cancelled():
+                    task.exception()  # retrieved: never reported as unhandled
+        # It answers, and it is our child: alive, and the pre-check made sure nobody else
+        # was listening on the port. Now the SDK's own handshake (get_system_info).
         namespace = self._config.namespace
         client = await Client.connect(self.target, namespace=namespace)
         await client.workflow_service.describe_namespace(
-            DescribeNamespaceRequest(namespace=namespace), timeout=_PROBE_TIMEOUT
+            DescribeNamespaceRequest(namespace=namespace),
+            timeout=timedelta(seconds=max(1.0, deadline - time.monotonic())),
         )
+
+    async def _describe_namespace(self, timeout: float) -> None:
+        """One readiness probe: DescribeNamespace over a fresh plain gRPC channel."""
+        async with grpc.aio.insecure_channel(
+            self.target, options=_PROBE_CHANNEL_OPTIONS
+        ) as channel:
+            describe = channel.unary_unary(
+                _DESCRIBE_NAMESPACE,
+                request_serializer=DescribeNamespaceRequest.SerializeToString,
+                response_deserializer=DescribeNamespaceResponse.FromString,
+            )
+            await describe(
+                DescribeNamespaceRequest(namespace=self._config.namespace), timeout=timeout
+            )
 
     async def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the server, wait up to `timeout`, then SIGKILL its group. Idempotent."""

@@ -55,13 +55,9 @@ class DeliveryWorkflow:
             self._retry_now = False
             self._state.next_attempt_time = None
             self._state.attempt_times.append(workflow.now())
-            outcome = await workflow.execute_activity_method(
-                DeliveryActivities.attempt,
+            outcome = await self._attempt(
                 AttemptInput(delivery_id=request.delivery_id, number=number, manual=request.manual),
-                start_to_close_timeout=ATTEMPT_TIMEOUT,
-                heartbeat_timeout=ATTEMPT_HEARTBEAT_TIMEOUT,
-                retry_policy=INFRASTRUCTURE_RETRY,
-                summary=f"attempt {number}",
+                local=number == request.first_attempt,
             )
             self._record(outcome)
             # A retry asked for while this attempt ran is answered by it; it must not also skip
@@ -85,6 +81,28 @@ class DeliveryWorkflow:
         workflow.upsert_search_attributes([search_attributes.STATUS.value_set(self._state.status)])
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
+
+    async def _attempt(self, attempt: AttemptInput, *, local: bool) -> AttemptOutcome:
+        """The first attempt runs as a local activity: a delivery that succeeds at once costs one
+        workflow task and a marker instead of a second task and three activity events. Later
+        attempts are regular activities, each with its own scheduled/started/completed events."""
+        if local:
+            outcome: AttemptOutcome = await workflow.execute_local_activity_method(
+                DeliveryActivities.attempt,
+                attempt,
+                start_to_close_timeout=ATTEMPT_TIMEOUT,
+                retry_policy=INFRASTRUCTURE_RETRY,
+                summary=f"attempt {attempt.number}",
+            )
+            return outcome
+        return await workflow.execute_activity_method(
+            DeliveryActivities.attempt,
+            attempt,
+            start_to_close_timeout=ATTEMPT_TIMEOUT,
+            heartbeat_timeout=ATTEMPT_HEARTBEAT_TIMEOUT,
+            retry_policy=INFRASTRUCTURE_RETRY,
+            summary=f"attempt {attempt.number}",
+        )
 
     def _record(self, outcome: AttemptOutcome) -> None:
         self._state.attempts = outcome.number

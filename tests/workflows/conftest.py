@@ -169,7 +169,7 @@ async def stack(
         temporal_env.client.service_client.config.target_host,
         interceptors=[TracingInterceptor()],
     )
-    delivery = attach_delivery(core, client)
+    delivery = attach_delivery(core, client, with_worker=True)
     server = ApiServer(core, "127.0.0.1:0", delivery.control)
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
