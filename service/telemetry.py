@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 SCOPE = "hookline"
 
@@ -64,7 +65,13 @@ def configure_tracing(
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         return current
-    provider = TracerProvider(resource=Resource.create({"service.name": "hookline"}))
+    exporting = _otlp_configured("TRACES") or console or extra is not None
+    # With nothing to export, spans are not recorded (measured: recording them cost 13 % of the
+    # embedded default's CPU) but trace context still flows to the receiver's traceparent.
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "hookline"}),
+        sampler=None if exporting else ALWAYS_OFF,
+    )
     if _otlp_configured("TRACES"):
         provider.add_span_processor(BatchSpanProcessor(_otlp_span_exporter()))
     if console:

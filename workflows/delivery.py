@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryActivities
@@ -35,6 +35,10 @@ INFRASTRUCTURE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=60),
 )
+
+
+# The local fast path gives up quickly and hands the attempt to a regular activity.
+LOCAL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
 
 
 @workflow.defn(name="Delivery")
@@ -87,14 +91,19 @@ class DeliveryWorkflow:
         workflow task and a marker instead of a second task and three activity events. Later
         attempts are regular activities, each with its own scheduled/started/completed events."""
         if local:
-            outcome: AttemptOutcome = await workflow.execute_local_activity_method(
-                DeliveryActivities.attempt,
-                attempt,
-                start_to_close_timeout=ATTEMPT_TIMEOUT,
-                retry_policy=INFRASTRUCTURE_RETRY,
-                summary=f"attempt {attempt.number}",
-            )
-            return outcome
+            try:
+                outcome: AttemptOutcome = await workflow.execute_local_activity_method(
+                    DeliveryActivities.attempt,
+                    attempt,
+                    start_to_close_timeout=ATTEMPT_TIMEOUT,
+                    retry_policy=LOCAL_RETRY,
+                    summary=f"attempt {attempt.number}",
+                )
+                return outcome
+            except ActivityError:
+                # Store or worker trouble: leave the fast path (a local activity retrying
+                # forever would hold the workflow task, and a worker's shutdown, hostage).
+                pass
         return await workflow.execute_activity_method(
             DeliveryActivities.attempt,
             attempt,

@@ -16,7 +16,8 @@ from tests.workflows.conftest import Stack
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'hookline.db'}"
-    url: str = request.getfixturevalue("postgres_url")
+    # Its own database: a dispatcher picks up every undispatched row it can see.
+    url: str = request.getfixturevalue("fresh_postgres_url")
     return url
 
 
