@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,12 +16,12 @@ from opentelemetry import trace
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities.envelope import envelope
 from activities.http_client import AttemptResult, DeliveryHttpClient, ErrorClass, parse_retry_after
 from activities.signing import webhook_headers
+from service.batching import Batcher
 from service.db.engine import SessionFactory
 from service.db.models import Attempt, Delivery, Endpoint, Event
 from service.db.types import utcnow
@@ -75,6 +76,59 @@ def next_delay(
     if asked is None:
         return scheduled
     return max(scheduled, min(asked, MAX_RETRY_AFTER_SECONDS))
+
+
+DeliveryRow = tuple[Delivery, Event, Endpoint]
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """What one attempt writes: its row, its delivery's new state, the endpoint's health."""
+
+    attempt: dict[str, Any]
+    delivery: dict[str, Any]
+    endpoint_id: str
+    health: Any
+    disable_reason: str | None
+
+
+ATTEMPT_UPDATED_ON_RERUN = (
+    "started_at",
+    "latency_ms",
+    "status_code",
+    "error_class",
+    "error_message",
+    "response_excerpt",
+    "response_bytes",
+)
+
+
+def attempt_values(
+    request: AttemptInput, started: datetime, result: AttemptResult, error: str
+) -> dict[str, Any]:
+    return {
+        "id": new_id("att"),
+        "delivery_id": request.delivery_id,
+        "number": request.number,
+        "started_at": started,
+        "latency_ms": result.latency_ms,
+        "status_code": result.status_code,
+        "error_class": error,
+        "error_message": describe(result)[:200],
+        "response_excerpt": result.response_excerpt,
+        "response_bytes": result.response_bytes_read,
+    }
+
+
+@functools.cache
+def attempt_upsert(dialect: str) -> Any:
+    """An insert that overwrites the row of the same attempt (a rerun after a worker crash)."""
+    insert = sqlite_insert if dialect == "sqlite" else pg_insert
+    statement = insert(Attempt)
+    return statement.on_conflict_do_update(
+        index_elements=["delivery_id", "number"],
+        set_={name: statement.excluded[name] for name in ATTEMPT_UPDATED_ON_RERUN},
+    )
 
 
 HEARTBEAT_EVERY_SECONDS = 2.0
@@ -138,18 +192,17 @@ class DeliveryActivities:
         self._http = http
         self._settings = settings
         self._keys = SigningKeyCache(endpoints)
+        # Attempts running at the same time share one query to load and one transaction to record.
+        self._loads: Batcher[str, DeliveryRow | None] = Batcher(
+            self._load_many, self._load_one
+        )
+        self._records: Batcher[AttemptRecord, list[str] | None] = Batcher(
+            self._write_records, self._write_record
+        )
 
     @activity.defn(name="attempt_delivery")
     async def attempt(self, request: AttemptInput) -> AttemptOutcome:
-        async with self._sessions() as session:
-            row = (
-                await session.exec(
-                    select(Delivery, Event, Endpoint)
-                    .join(Event, col(Event.id) == col(Delivery.event_id))
-                    .join(Endpoint, col(Endpoint.id) == col(Delivery.endpoint_id))
-                    .where(Delivery.id == request.delivery_id)
-                )
-            ).first()
+        row = await self._loads.submit(request.delivery_id)
         if row is None:
             raise LookupError(f"delivery {request.delivery_id} does not exist")
         delivery, event, endpoint = row
@@ -212,36 +265,31 @@ class DeliveryActivities:
                 RetryPolicy.from_json(endpoint.retry_policy), request.number, result, now
             )
             status = PENDING if delay is not None else FAILED
-        async with self._sessions() as session, session.begin():
-            await self._upsert_attempt(session, request, started, result, error)
-            await session.exec(
-                update(Delivery)
-                .where(col(Delivery.id) == delivery.id)
-                .values(
-                    status=status,
-                    attempt_count=request.number,
-                    last_status_code=result.status_code,
-                    last_error=error,
-                    next_attempt_at=now + timedelta(seconds=delay) if delay is not None else None,
-                    updated_at=now,
-                    completed_at=now if status != PENDING else None,
-                )
+        health, failing_too_long = self._track_endpoint_health(endpoint, result, now)
+        disable_reason: str | None = None
+        if result.status_code == 410:
+            disable_reason = "receiver answered 410 Gone"
+        elif failing_too_long:
+            hours = self._settings.disable_after_failing.total_seconds() / 3600
+            disable_reason = f"failing for {hours:g} hours without a success"
+        disabled = await self._records.submit(
+            AttemptRecord(
+                attempt=attempt_values(request, started, result, error),
+                delivery={
+                    "id": delivery.id,
+                    "status": status,
+                    "attempt_count": request.number,
+                    "last_status_code": result.status_code,
+                    "last_error": error,
+                    "next_attempt_at": now + timedelta(seconds=delay) if delay is not None else None,
+                    "updated_at": now,
+                    "completed_at": now if status != PENDING else None,
+                },
+                endpoint_id=endpoint.id,
+                health=health,
+                disable_reason=disable_reason,
             )
-            health, failing_too_long = self._track_endpoint_health(endpoint, result, now)
-            if health is not None:
-                await session.exec(health)
-            # Disabling commits with the attempt, so a worker dying in between cannot leave a 410
-            # endpoint active (the rerun would see the delivery final and stop early).
-            disabled: list[str] | None = None
-            if result.status_code == 410:
-                disabled = await self._endpoints.disable_in(
-                    session, endpoint.id, "receiver answered 410 Gone"
-                )
-            elif failing_too_long:
-                hours = self._settings.disable_after_failing.total_seconds() / 3600
-                disabled = await self._endpoints.disable_in(
-                    session, endpoint.id, f"failing for {hours:g} hours without a success"
-                )
+        )
         if disabled is not None:
             self._endpoints.after_disable(endpoint.id, disabled)
         self._observe(delivery, result, error, status, now)
@@ -278,35 +326,44 @@ class DeliveryActivities:
         if status == SUCCEEDED:
             METRICS.time_to_success.record((now - delivery.created_at).total_seconds())
 
-    @staticmethod
-    async def _upsert_attempt(
-        session: AsyncSession,
-        request: AttemptInput,
-        started: datetime,
-        result: AttemptResult,
-        error: str,
-    ) -> None:
-        """One statement; a rerun of the same attempt (worker crash) overwrites its row."""
-        values = {
-            "id": new_id("att"),
-            "delivery_id": request.delivery_id,
-            "number": request.number,
-            "started_at": started,
-            "latency_ms": result.latency_ms,
-            "status_code": result.status_code,
-            "error_class": error,
-            "error_message": describe(result)[:200],
-            "response_excerpt": result.response_excerpt,
-            "response_bytes": result.response_bytes_read,
-        }
-        insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
-        statement = insert(Attempt).values(**values)
-        changed = {
-            k: statement.excluded[k] for k in values if k not in {"id", "delivery_id", "number"}
-        }
-        await session.exec(
-            statement.on_conflict_do_update(index_elements=["delivery_id", "number"], set_=changed)
-        )
+    async def _load_many(self, delivery_ids: Sequence[str]) -> list[DeliveryRow | None]:
+        async with self._sessions() as session:
+            rows = (
+                await session.exec(
+                    select(Delivery, Event, Endpoint)
+                    .join(Event, col(Event.id) == col(Delivery.event_id))
+                    .join(Endpoint, col(Endpoint.id) == col(Delivery.endpoint_id))
+                    .where(col(Delivery.id).in_(set(delivery_ids)))
+                )
+            ).all()
+        by_id = {row[0].id: row for row in rows}
+        return [by_id.get(delivery_id) for delivery_id in delivery_ids]
+
+    async def _load_one(self, delivery_id: str) -> DeliveryRow | None:
+        return (await self._load_many([delivery_id]))[0]
+
+    async def _write_records(self, records: Sequence[AttemptRecord]) -> list[list[str] | None]:
+        """One transaction for a batch of attempts. Disabling an endpoint commits with the attempt
+        that caused it, so a worker dying in between cannot leave a 410 endpoint active (the rerun
+        would see the delivery final and stop early). Returns the deliveries each disable added."""
+        disabled: list[list[str] | None] = []
+        async with self._sessions() as session, session.begin():
+            dialect = session.get_bind().dialect.name
+            await session.exec(attempt_upsert(dialect), params=[r.attempt for r in records])
+            await session.exec(update(Delivery), params=[r.delivery for r in records])
+            for record in records:
+                if record.health is not None:
+                    await session.exec(record.health)
+                reason = record.disable_reason
+                disabled.append(
+                    await self._endpoints.disable_in(session, record.endpoint_id, reason)
+                    if reason is not None
+                    else None
+                )
+        return disabled
+
+    async def _write_record(self, record: AttemptRecord) -> list[str] | None:
+        return (await self._write_records([record]))[0]
 
     def _track_endpoint_health(
         self, endpoint: Endpoint, result: AttemptResult, now: datetime

@@ -347,7 +347,7 @@ async def split_scenarios(
 
 
 def _split(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    if "error" in result:
+    if "error" in result or result.get("skipped"):
         return result, result
     return result["throughput"], result["latency"]
 

@@ -41,6 +41,8 @@ class Settings:
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "hookline-deliveries"
+    # Run workflow code in Temporal's sandbox (a safety net against non-determinism).
+    workflow_sandbox: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -60,6 +62,7 @@ class Settings:
             "temporal_address": os.environ.get("HOOKLINE_TEMPORAL_ADDRESS", "127.0.0.1:7233"),
             "temporal_namespace": os.environ.get("HOOKLINE_TEMPORAL_NAMESPACE", "default"),
             "task_queue": os.environ.get("HOOKLINE_TASK_QUEUE", "hookline-deliveries"),
+            "workflow_sandbox": _env_bool("HOOKLINE_WORKFLOW_SANDBOX", default=True),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

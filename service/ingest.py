@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from service import validation
-from service.batching import GroupCommitter
+from service.batching import Batcher
 from service.catalog import Catalog
 from service.db.engine import SessionFactory
 from service.db.models import Delivery, Endpoint, Event, Subscription
@@ -56,7 +56,7 @@ class Ingestor:
         self._catalog = catalog
         self._max_event_bytes = max_event_bytes
         self._on_committed = on_committed
-        self._committer: GroupCommitter[NewEvent, PublishResult] = GroupCommitter(
+        self._committer: Batcher[NewEvent, PublishResult] = Batcher(
             self._write_batch, self._write_one
         )
 
