@@ -193,9 +193,7 @@ class DeliveryActivities:
         self._settings = settings
         self._keys = SigningKeyCache(endpoints)
         # Attempts running at the same time share one query to load and one transaction to record.
-        self._loads: Batcher[str, DeliveryRow | None] = Batcher(
-            self._load_many, self._load_one
-        )
+        self._loads: Batcher[str, DeliveryRow | None] = Batcher(self._load_many, self._load_one)
         self._records: Batcher[AttemptRecord, list[str] | None] = Batcher(
             self._write_records, self._write_record
         )
@@ -281,7 +279,9 @@ class DeliveryActivities:
                     "attempt_count": request.number,
                     "last_status_code": result.status_code,
                     "last_error": error,
-                    "next_attempt_at": now + timedelta(seconds=delay) if delay is not None else None,
+                    "next_attempt_at": now + timedelta(seconds=delay)
+                    if delay is not None
+                    else None,
                     "updated_at": now,
                     "completed_at": now if status != PENDING else None,
                 },
