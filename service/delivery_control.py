@@ -19,7 +19,7 @@ from service.dispatcher import Dispatcher, delivery_search_attributes, summary
 from service.errors import failed_precondition, not_found, resource_exhausted
 from service.ids import new_id
 from workflows.delivery import DeliveryWorkflow
-from workflows.types import CANCELED, DeliveryInput, workflow_id
+from workflows.types import CANCELED, WORKFLOW_VERSION, DeliveryInput, workflow_id
 
 log = logging.getLogger("hookline.control")
 
@@ -68,7 +68,10 @@ class DeliveryControl:
         await self._client.start_workflow(
             DeliveryWorkflow.run,
             DeliveryInput(
-                delivery_id=delivery.id, first_attempt=delivery.attempt_count + 1, manual=True
+                delivery_id=delivery.id,
+                first_attempt=delivery.attempt_count + 1,
+                manual=True,
+                version=WORKFLOW_VERSION,
             ),
             id=workflow_id(delivery.id),
             task_queue=self._task_queue,

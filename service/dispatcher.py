@@ -31,20 +31,20 @@ from service.db.models import Delivery, Endpoint
 from service.db.types import utcnow
 from workflows import search_attributes
 from workflows.delivery import DeliveryWorkflow
-from workflows.types import PENDING, DeliveryInput, workflow_id
+from workflows.types import PENDING, WORKFLOW_VERSION, DeliveryInput, workflow_id
 
 log = logging.getLogger("hookline.dispatcher")
 
 
 def delivery_search_attributes(
-    tenant_id: str, endpoint_id: str, event_type: str, status: str = PENDING
+    tenant_id: str, endpoint_id: str, event_type: str
 ) -> TypedSearchAttributes:
+    """HooklineStatus is left out: the workflow sets it when the run ends (see WORKFLOW_VERSION)."""
     return TypedSearchAttributes(
         [
             SearchAttributePair(search_attributes.TENANT, tenant_id),
             SearchAttributePair(search_attributes.ENDPOINT, endpoint_id),
             SearchAttributePair(search_attributes.EVENT_TYPE, event_type),
-            SearchAttributePair(search_attributes.STATUS, status),
         ]
     )
 
@@ -134,7 +134,7 @@ class Dispatcher:
                 with contextlib.suppress(WorkflowAlreadyStartedError):
                     await self._client.start_workflow(
                         DeliveryWorkflow.run,
-                        DeliveryInput(delivery_id=delivery.id),
+                        DeliveryInput(delivery_id=delivery.id, version=WORKFLOW_VERSION),
                         id=workflow_id(delivery.id),
                         task_queue=self._task_queue,
                         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
         CANCELED,
         FINAL_STATUSES,
         PENDING,
+        SUCCEEDED,
         AttemptInput,
         AttemptOutcome,
         DeliveryInput,
@@ -82,7 +83,11 @@ class DeliveryWorkflow:
                 )
             number += 1
         self._state.next_attempt_time = None
-        workflow.upsert_search_attributes([search_attributes.STATUS.value_set(self._state.status)])
+        succeeded_at_once = self._state.status == SUCCEEDED and number == request.first_attempt
+        if request.version < 2 or not succeeded_at_once:
+            workflow.upsert_search_attributes(
+                [search_attributes.STATUS.value_set(self._state.status)]
+            )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
 

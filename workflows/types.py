@@ -13,12 +13,19 @@ def workflow_id(delivery_id: str) -> str:
     return f"delivery-{delivery_id}"
 
 
+# Version 2: a delivery that succeeds at its run's first attempt sets no HooklineStatus (its
+# history stays at 6 events); every other outcome is upserted when the run ends. Histories of
+# version 1 (the default, as their inputs carry no version) replay with version 1's upsert.
+WORKFLOW_VERSION = 2
+
+
 @dataclass
 class DeliveryInput:
     delivery_id: str
     # A manual retry of a finished delivery starts a new run at the next number and makes one attempt.
     first_attempt: int = 1
     manual: bool = False
+    version: int = 1
 
 
 @dataclass

@@ -45,7 +45,14 @@ from tests.activities.receivers import LoopbackReceiver, RecordedRequest, Script
 from tests.workflows.conftest import WS, stack_settings
 from workflows import search_attributes
 from workflows.delivery import DeliveryWorkflow
-from workflows.types import FAILED, SUCCEEDED, DeliveryInput, DeliveryState, workflow_id
+from workflows.types import (
+    FAILED,
+    SUCCEEDED,
+    WORKFLOW_VERSION,
+    DeliveryInput,
+    DeliveryState,
+    workflow_id,
+)
 
 EVENT_TYPE = "message.delivered"
 # Extra workflow time a gap between attempts may have beyond its backoff (see the module docstring).
@@ -135,7 +142,7 @@ class Harness:
             ).one()
         handle = await self.env.client.start_workflow(
             DeliveryWorkflow.run,
-            DeliveryInput(delivery_id=delivery.id),
+            DeliveryInput(delivery_id=delivery.id, version=WORKFLOW_VERSION),
             id=workflow_id(delivery.id),
             task_queue=self.task_queue,
             search_attributes=delivery_search_attributes(self.tenant_id, endpoint.id, EVENT_TYPE),
