@@ -320,6 +320,15 @@ async def test_workflow_is_findable_and_queryable(stack: Stack) -> None:
     assert await description.static_summary() == "message.sent → receiver.test"
     history = await handle.fetch_history()
     assert len(history.events) == 6
+    # The README's query for deliveries that succeeded at once finds it.
+    query = (
+        f'WorkflowId = "{handle.id}" AND ExecutionStatus = "Completed" AND HooklineStatus IS NULL'
+    )
+
+    async def found() -> bool:
+        return (await stack.client.count_workflows(query)).count == 1
+
+    await wait_for(found)
     text = history.to_json()
     assert '"n":1' not in text.replace(" ", "")  # the payload never enters history
     assert "whsec_" not in text
