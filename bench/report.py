@@ -61,6 +61,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"{' (dirty tree)' if machine.get('hookline_tree_dirty') else ''}. "
         f"Wall time {_get(meta, 'wall_s')} s. Everything ran on this machine at once.",
         "",
+        f"CPU speed probe (a 10-million-step Python loop, best of 3): "
+        f"{_get(machine, 'python_loop_10m_s_at_start')} s at the start, "
+        f"{_get(machine, 'python_loop_10m_s_at_end')} s at the end. The Temporal floor ran at "
+        f"{_f(_get(machine, 'floor_vs_perf_notes'), 2)} times the 43/s that shared/perf-notes.md "
+        "measured for it, which scales every absolute figure here against those notes.",
+        "",
         "## Delivery",
         "",
     ]

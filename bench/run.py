@@ -48,6 +48,25 @@ def _command_version(*args: str) -> str:
     return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else ""
 
 
+# What shared/perf-notes.md measured for the same floor on "this kind of machine" (plain
+# workflow + regular activity, dev server on a SQLite file in WAL mode).
+PERF_NOTES_FLOOR_PER_S = 43.0
+
+
+def python_loop_seconds() -> float:
+    """A CPU speed probe: best of three 10-million-step Python loops. Cloud vCPUs of the same
+    model differ (the same suite ran about twice as fast on one as on another), so the figures
+    say which machine they came from."""
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for step in range(10_000_000):
+            total += step
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
+
+
 def machine() -> dict[str, Any]:
     cpu_model = ""
     with contextlib.suppress(OSError):
@@ -80,6 +99,7 @@ def machine() -> dict[str, Any]:
     ).stdout.strip()
     return {
         "nproc": os.cpu_count(),
+        "python_loop_10m_s_at_start": python_loop_seconds(),
         "cpu_model": cpu_model,
         "memory_gib": round(mem_gib, 1),
         "kernel": platform.release(),
@@ -257,6 +277,9 @@ async def run_all(
         finally:
             await receiver.aclose()
     results["ratios"] = ratios(results)
+    results["meta"]["machine"]["python_loop_10m_s_at_end"] = python_loop_seconds()
+    floor_rate = _num(results["throughput"].get("temporal_floor"), "deliveries_per_s")
+    results["meta"]["machine"]["floor_vs_perf_notes"] = _ratio(floor_rate, PERF_NOTES_FLOOR_PER_S)
     results["errors"] = errors
     results["meta"]["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     return results
