@@ -117,6 +117,11 @@ def markdown(results: dict[str, Any]) -> str:
         "(the floor: start to the activity's run). Deliveries/s: the steady middle (10th to "
         "90th percentile receipt) of a run offered everything at once.",
         "",
+        f"Hookline at a light load ({_f(_get(lat, 'hookline_f1_light', 'offered_per_s'))} "
+        f"events/s, where nothing queues): p50 {_f(_get(lat, 'hookline_f1_light', 'p50_ms'))} ms, "
+        f"p90 {_f(_get(lat, 'hookline_f1_light', 'p90_ms'))} ms, "
+        f"p99 {_f(_get(lat, 'hookline_f1_light', 'p99_ms'))} ms.",
+        "",
         "## Ratios (Hookline ÷ baseline)",
         "",
     ]

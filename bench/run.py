@@ -227,6 +227,7 @@ async def run_all(
                 await hookline_scenarios(ctx, sizes, thr, lat, history, errors)
             else:
                 thr["hookline_f1"] = thr["hookline_f10"] = lat["hookline_f1"] = SKIPPED
+                lat["hookline_f1_light"] = SKIPPED
                 history["hookline"] = SKIPPED
             results["throughput"] = thr
             results["latency"] = lat
@@ -312,6 +313,13 @@ async def hookline_scenarios(
             ctx, dep, api, rate=sizes.latency_rate, count=sizes.latency_count
         )
 
+    async def light() -> dict[str, Any]:
+        dep, api = await deployment("light")
+        rate = sizes.light_latency_rate
+        return await scenarios.hookline_latency(
+            ctx, dep, api, rate=rate, count=int(rate * sizes.latency_seconds)
+        )
+
     async def f1() -> dict[str, Any]:
         dep, api = await deployment("f1")
         result = await scenarios.hookline_throughput(
@@ -328,6 +336,7 @@ async def hookline_scenarios(
 
     try:
         lat["hookline_f1"] = await guarded("hookline latency", latency, errors)
+        lat["hookline_f1_light"] = await guarded("hookline latency, light load", light, errors)
         thr["hookline_f1"] = await guarded("hookline fan-out 1", f1, errors)
         thr["hookline_f10"] = await guarded("hookline fan-out 10", f10, errors)
     finally:

@@ -43,6 +43,8 @@ class Sizes:
     hookline_f10_events: int
     latency_rate: float
     latency_seconds: float
+    # Hookline also at a light load, where nothing queues: the path's own latency.
+    light_latency_rate: float
     publish_callers: int
     matching_endpoints: int
     matching_iterations: int
@@ -67,6 +69,7 @@ FULL = Sizes(
     hookline_f10_events=400,
     latency_rate=50.0,
     latency_seconds=30.0,
+    light_latency_rate=10.0,
     publish_callers=64,
     matching_endpoints=10_000,
     matching_iterations=200,
@@ -86,6 +89,7 @@ QUICK = Sizes(
     hookline_f10_events=5,
     latency_rate=50.0,
     latency_seconds=1.0,
+    light_latency_rate=10.0,
     publish_callers=16,
     matching_endpoints=500,
     matching_iterations=10,

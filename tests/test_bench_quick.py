@@ -64,7 +64,7 @@ def test_quick_bench_runs_and_reports_every_section(tmp_path: Path) -> None:
     for name in ("hookline", "temporal", "receiver"):
         assert name in results["throughput"]["hookline_f1"]["cpu_ms_per_delivery"]
 
-    for system in ("bare", "celery", "temporal_floor", "hookline_f1"):
+    for system in ("bare", "celery", "temporal_floor", "hookline_f1", "hookline_f1_light"):
         latency = results["latency"][system]
         for key in ("p50_ms", "p90_ms", "p99_ms"):
             assert number(latency[key]), (system, latency)
