@@ -223,8 +223,9 @@ async def run_all(
                 )
             thr["temporal_floor"], lat["temporal_floor"] = _split(floor)
             history: dict[str, Any] = {}
+            api_alone: dict[str, Any] = {"result": SKIPPED}
             if want("hookline"):
-                await hookline_scenarios(ctx, sizes, thr, lat, history, errors)
+                await hookline_scenarios(ctx, sizes, thr, lat, history, api_alone, errors)
             else:
                 thr["hookline_f1"] = thr["hookline_f10"] = lat["hookline_f1"] = SKIPPED
                 lat["hookline_f1_light"] = SKIPPED
@@ -238,6 +239,7 @@ async def run_all(
                 "hookline_f1": thr["hookline_f1"].get("ingest", {"error": "no run"}),
                 "hookline_f10": thr["hookline_f10"].get("ingest", {"error": "no run"}),
                 "celery_publish_per_s": thr["celery"].get("publish_per_s", math.nan),
+                "api_alone": api_alone["result"],
             }
             results["burst"] = thr["hookline_f1"].get("burst", {"error": "no run"})
             results["matching"] = SKIPPED
@@ -292,9 +294,11 @@ async def hookline_scenarios(
     thr: dict[str, Any],
     lat: dict[str, Any],
     history: dict[str, Any],
+    api_alone: dict[str, Any],
     errors: dict[str, str],
 ) -> None:
-    """Latency, fan-out 1 and fan-out 10 on `hookline dev` (fresh per scenario in full runs)."""
+    """Latency, ingest, fan-out 1 and fan-out 10 on `hookline dev` (fresh per scenario in full
+    runs)."""
     shared: contextlib.AsyncExitStack | None = None
     current: Any = None
 
@@ -320,6 +324,10 @@ async def hookline_scenarios(
             ctx, dep, api, rate=rate, count=int(rate * sizes.latency_seconds)
         )
 
+    async def ingest() -> dict[str, Any]:
+        dep, api = await deployment("ingest")
+        return await scenarios.hookline_ingest(ctx, dep, api)
+
     async def f1() -> dict[str, Any]:
         dep, api = await deployment("f1")
         result = await scenarios.hookline_throughput(
@@ -337,6 +345,7 @@ async def hookline_scenarios(
     try:
         lat["hookline_f1"] = await guarded("hookline latency", latency, errors)
         lat["hookline_f1_light"] = await guarded("hookline latency, light load", light, errors)
+        api_alone["result"] = await guarded("hookline ingest alone", ingest, errors)
         thr["hookline_f1"] = await guarded("hookline fan-out 1", f1, errors)
         thr["hookline_f10"] = await guarded("hookline fan-out 10", f10, errors)
     finally:

@@ -45,6 +45,10 @@ class Sizes:
     latency_seconds: float
     # Hookline also at a light load, where nothing queues: the path's own latency.
     light_latency_rate: float
+    # PublishEvent alone (no endpoint subscribed): closed loop with publish_callers, then open loop.
+    ingest_events: int
+    ingest_offered_per_s: float
+    ingest_offered_seconds: float
     publish_callers: int
     matching_endpoints: int
     matching_iterations: int
@@ -70,6 +74,9 @@ FULL = Sizes(
     latency_rate=50.0,
     latency_seconds=30.0,
     light_latency_rate=10.0,
+    ingest_events=5_000,
+    ingest_offered_per_s=1_000.0,
+    ingest_offered_seconds=5.0,
     publish_callers=64,
     matching_endpoints=10_000,
     matching_iterations=200,
@@ -90,6 +97,9 @@ QUICK = Sizes(
     latency_rate=50.0,
     latency_seconds=1.0,
     light_latency_rate=10.0,
+    ingest_events=100,
+    ingest_offered_per_s=100.0,
+    ingest_offered_seconds=1.0,
     publish_callers=16,
     matching_endpoints=500,
     matching_iterations=10,
@@ -556,6 +566,41 @@ async def hookline_throughput(
         "peak_backlog": backlog.peak,
     }
     return result
+
+
+async def hookline_ingest(ctx: Ctx, dep: Deployment, api: HooklineApi) -> dict[str, Any]:
+    """PublishEvent with no delivery work behind it (no endpoint subscribes to the type): the
+    API and the store alone. Closed loop (many callers, as fast as accepted), then open loop at a
+    fixed offered rate, where the call latency is not inflated by the callers' own queueing."""
+    event_type = "message.failed"
+    sizes = ctx.sizes
+    await api.publish_many(event_type, 50, 8)  # warm-up
+    async with metered(dict(dep.processes)) as meter:
+        closed = await api.publish_many(event_type, sizes.ingest_events, sizes.publish_callers)
+        cpu_s, _ = meter.stop()
+    count = int(sizes.ingest_offered_per_s * sizes.ingest_offered_seconds)
+    opened = await api.publish_at_rate(event_type, count, sizes.ingest_offered_per_s)
+
+    def calls(run: PublishRun) -> list[float]:
+        return [e.end - e.start for e in run.events]
+
+    return {
+        "closed_loop": {
+            "callers": sizes.publish_callers,
+            "accepted": len(closed.events),
+            "errors": closed.errors,
+            "accepted_per_s": len(closed.events) / (closed.finished - closed.started),
+            **latency_summary_ms(calls(closed)),
+            "cpu_ms_per_publish": per_delivery_ms(cpu_s, len(closed.events)),
+        },
+        "open_loop": {
+            "offered_per_s": sizes.ingest_offered_per_s,
+            "accepted": len(opened.events),
+            "errors": opened.errors,
+            "accepted_per_s": len(opened.events) / (opened.finished - opened.started),
+            **latency_summary_ms(calls(opened)),
+        },
+    }
 
 
 async def hookline_latency(

@@ -78,6 +78,10 @@ def test_quick_bench_runs_and_reports_every_section(tmp_path: Path) -> None:
         assert number(ingest["accepted_per_s"]), ingest
         assert number(ingest["p99_ms"]), ingest
     assert number(results["ingest"]["celery_publish_per_s"])
+    for loop in ("closed_loop", "open_loop"):
+        alone = results["ingest"]["api_alone"][loop]
+        assert alone["accepted"] > 0 and alone["errors"] == 0, alone
+        assert number(alone["accepted_per_s"]) and number(alone["p99_ms"]), alone
 
     burst = results["burst"]
     for key in ("accepted", "delivered_distinct", "dropped", "duplicates", "drain_s"):
