@@ -1,61 +1,66 @@
 """The HTTP client that POSTs one signed webhook attempt (reliability checklist B.3 and B.4).
 
-Guarantees, each covered by tests/activities/test_http_client.py against a real loopback receiver:
+Built on aiohttp: one ``ClientSession`` (and ``TCPConnector``) per scheme. Guarantees, each covered
+by tests/activities/test_http_client.py against a real loopback receiver:
 
 * SSRF check at connect time, pinned. The URL is parsed by ``service.ssrf.parse_url`` before
-  anything is sent. Resolution and the address check then happen inside the connection path
-  (a custom httpcore network backend): the host is resolved with the injected ``Resolver``, the
-  whole answer is checked with ``service.ssrf.check_addresses`` (one forbidden address rejects
-  the target), and the socket connects to exactly one of the checked addresses. The Host header,
-  TLS SNI and certificate verification keep the hostname. Nothing resolves the name again, so
-  DNS rebinding cannot slip in between check and connect.
-* Connection pooling is keyed by (scheme, hostname, port): a connection is never reused for a
-  different hostname, even one resolving to the same address.
+  anything is sent. Resolution and the address check then happen inside the connection path:
+  the connector's resolver (``_PinnedResolver``, DNS cache off) resolves the host with the
+  injected ``Resolver``, checks the whole answer with ``service.ssrf.check_addresses`` (one
+  forbidden address rejects the target) and hands the connector only the checked addresses, so
+  the socket connects to one of them. aiohttp never calls a resolver for an IP literal, so a
+  literal host is checked the same way before the request is made. The Host header, TLS SNI and
+  certificate verification keep the hostname. Nothing resolves the name again, so DNS rebinding
+  cannot slip in between check and connect.
+* Connection pooling is keyed by (scheme, hostname, port) (aiohttp's connection key): a
+  connection is never reused for a different hostname, even one resolving to the same address.
+  At most ``max_connections_per_host`` requests run at once per key (``limit_per_host``); the
+  others wait for a connection within their own deadline.
 * No proxies (``trust_env=False``: ``HTTP(S)_PROXY`` cannot route around the check), no redirects
-  (a 3xx is a failed attempt carrying its status and Location), HTTP/1.1 only.
+  (a 3xx is a failed attempt carrying its status and Location), HTTP/1.1 only, no cookie jar
+  (nothing a receiver sets is sent to another endpoint).
 * A hard total deadline (``timeout_seconds``) around connect, send and reading the response, so a
   receiver trickling one byte at a time cannot hold the worker; plus a connect timeout of
-  ``min(timeout_seconds, 10)``.
-* The response body is streamed and capped after decompression (gzip/deflate decoded here with
-  bounded output, so a gzip bomb never expands past the cap); the first ``excerpt_bytes`` are kept
-  and the response is closed, not drained.
+  ``min(timeout_seconds, 10)`` for resolving, and for each TCP connect with its TLS handshake.
+* The response body is streamed and capped after decompression (aiohttp's own decompression is
+  off; gzip/deflate are decoded here with bounded output, so a gzip bomb never expands past the
+  cap); the first ``excerpt_bytes`` are kept and the response is closed, not drained.
 * TLS verification is always on; only the trust anchors can be changed (a CA bundle path or an
   ``ssl.SSLContext``, e.g. a test CA). ``verify=False`` is refused.
 * Receiver and network faults never raise: they come back as an ``AttemptResult`` with an
   ``ErrorClass`` and a short message that is safe to show to the endpoint's owner. URL user info
-  becomes Basic auth and appears in no result, message or log line.
+  becomes Basic auth and appears in no result, message, span or log line.
+* Each POST is an OpenTelemetry CLIENT span, and its context goes out as ``traceparent`` so the
+  receiver can continue the trace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime
 import email.utils
+import functools
+import io
 import ipaddress
 import logging
 import math
 import os
+import re
+import socket
 import ssl
 import time
 import zlib
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Iterable,
-    Iterator,
-    Mapping,
-)
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
-from typing import Final, Self, TypeVar, cast
+from typing import Final, Self, TypeVar
 
-import httpcore
-import httpx
-from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, StatusCode
 
 from service.ssrf import (
     IPAddress,
@@ -78,16 +83,24 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 MAX_CONNECT_TIMEOUT_SECONDS: Final = 10.0
 # Idle keep-alive connections are dropped before common server idle timeouts (Node.js: 5 s), so a
 # pooled connection is rarely reused just as the receiver closes it.
 KEEPALIVE_EXPIRY_SECONDS: Final = 4.0
-MAX_KEEPALIVE_CONNECTIONS: Final = 100
 # Header values kept in results are bounded: they end up in workflow history and the store.
 MAX_HEADER_VALUE_CHARS: Final = 2048
 # Set by this client, never taken from the caller's headers.
 _RESERVED_HEADERS: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+# RFC 9110 field name (token). aiohttp refuses control characters in values but sends any name.
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# aiohttp warns (ResourceWarning) about raw bytes bodies above 1 MiB; larger ones go as a stream.
+_LARGE_BODY_BYTES: Final = 2**20
+# Query parameters whose values OpenTelemetry's HTTP instrumentations redact (signed URLs).
+_REDACTED_QUERY_PARAMS: Final = frozenset(
+    {"AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"}
+)
 
 
 class ErrorClass(StrEnum):
@@ -142,6 +155,10 @@ class DnsResolutionError(Exception):
     """Raised inside the connection path when the host cannot be resolved."""
 
 
+class _InvalidHeaderError(ValueError):
+    """A caller header that cannot be sent as is (aiohttp would send a bad name unchecked)."""
+
+
 # --------------------------------------------------------------------------------------------
 # Retry-After
 # --------------------------------------------------------------------------------------------
@@ -178,7 +195,7 @@ def parse_retry_after(value: str | None, now: datetime.datetime) -> float | None
 
 
 # --------------------------------------------------------------------------------------------
-# Connection path: resolve, check, connect to a checked address
+# Connection path: resolve, check, hand the connector only checked addresses
 # --------------------------------------------------------------------------------------------
 
 
@@ -189,25 +206,34 @@ def _ip_literal(host: str) -> IPAddress | None:
         return None
 
 
-class _PinnedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """Resolves with the injected resolver, checks every address, connects to a checked one.
+def _check(target: ParsedUrl, addresses: Sequence[IPAddress], policy: NetworkPolicy) -> None:
+    try:
+        check_addresses(target, addresses, policy)
+    except UrlRejectedError as exc:
+        raise DestinationBlockedError(exc.reason) from None
 
-    One backend per scheme, because plain http is only allowed when every address is inside
-    the operator allow-list (``check_addresses`` needs to know the scheme).
+
+class _PinnedResolver(AbstractResolver):
+    """Resolves with the injected resolver and returns the answer only if all of it is allowed.
+
+    One per scheme (each connector has its own), because plain http is only allowed when every
+    address is inside the operator allow-list (``check_addresses`` needs to know the scheme).
+    Its errors are not ``OSError``s, so aiohttp lets them through unwrapped.
     """
 
     def __init__(self, *, scheme: str, policy: NetworkPolicy, resolver: Resolver) -> None:
         self._scheme = scheme
         self._policy = policy
         self._resolver = resolver
-        self._inner = httpcore.AnyIOBackend()
 
-    async def _resolve(self, host: str, port: int, limit: float | None) -> list[IPAddress]:
+    async def _lookup(self, host: str, port: int) -> list[IPAddress]:
         literal = _ip_literal(host)
         if literal is not None:
             return [literal]
         try:
-            async with asyncio.timeout(limit):
+            # With the total deadline around every request, this bounds resolution by the
+            # connect timeout, min(timeout_seconds, 10).
+            async with asyncio.timeout(MAX_CONNECT_TIMEOUT_SECONDS):
                 answer = await self._resolver.resolve(host, port)
         except TimeoutError:
             raise DnsResolutionError("host resolution timed out") from None
@@ -215,17 +241,10 @@ class _PinnedNetworkBackend(httpcore.AsyncNetworkBackend):
             raise DnsResolutionError("host could not be resolved") from None
         return list(dict.fromkeys(answer))
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        addresses = await self._resolve(host, port, timeout)
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = await self._lookup(host, port)
         target = ParsedUrl(
             scheme=self._scheme,
             host=host,
@@ -234,144 +253,22 @@ class _PinnedNetworkBackend(httpcore.AsyncNetworkBackend):
             username=None,
             password=None,
         )
-        try:
-            check_addresses(target, addresses, self._policy)
-        except UrlRejectedError as exc:
-            raise DestinationBlockedError(exc.reason) from None
-        # Every address passed the check; connect to the first one that answers. The address
-        # is passed as a literal, so nothing below resolves the name again.
-        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
-        for address in addresses:
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                raise httpcore.ConnectTimeout("connect timed out")
-            try:
-                return await self._inner.connect_tcp(
-                    str(address),
-                    port,
-                    timeout=remaining,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        if failure is None:  # pragma: no cover - check_addresses refuses an empty answer
-            raise DestinationBlockedError("host has no addresses")
-        raise failure
+        _check(target, addresses, self._policy)
+        # Every address passed the check; the connector connects to one of these literals.
+        return [
+            {
+                "hostname": host,
+                "host": str(address),
+                "port": port,
+                "family": socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for address in addresses
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise DestinationBlockedError("unix sockets are not allowed")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-# httpcore exception -> httpx exception, most specific first (as httpx's own transport maps).
-_EXCEPTION_MAP: Final[tuple[tuple[type[Exception], type[httpx.HTTPError]], ...]] = (
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.ProxyError, httpx.ProxyError),
-)
-
-
-@contextlib.contextmanager
-def _map_httpcore_exceptions() -> Iterator[None]:
-    try:
-        yield
-    except Exception as exc:
-        for source, target in _EXCEPTION_MAP:
-            if isinstance(exc, source):
-                raise target(str(exc)) from exc
-        raise
-
-
-class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, stream: Iterable[bytes] | AsyncIterable[bytes]) -> None:
-        self._stream = stream
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        if not isinstance(self._stream, AsyncIterable):  # pragma: no cover
-            raise TypeError("httpcore returned a synchronous stream")
-        with _map_httpcore_exceptions():
-            async for part in self._stream:
-                yield part
-
-    async def aclose(self) -> None:
-        aclose = getattr(self._stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-class _PinnedTransport(httpx.AsyncBaseTransport):
-    """Maps httpx requests onto httpcore pools whose network backends pin checked addresses."""
-
-    def __init__(
-        self, *, policy: NetworkPolicy, resolver: Resolver, ssl_context: ssl.SSLContext
-    ) -> None:
-        self._pools = {
-            scheme: httpcore.AsyncConnectionPool(
-                ssl_context=ssl_context,
-                # Per-host limits are enforced by DeliveryHttpClient; the pool keys connections
-                # by origin (scheme, hostname, port), so no connection crosses hostnames.
-                max_connections=None,
-                max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
-                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
-                http1=True,
-                http2=False,
-                retries=0,
-                network_backend=_PinnedNetworkBackend(
-                    scheme=scheme, policy=policy, resolver=resolver
-                ),
-            )
-            for scheme in ("https", "http")
-        }
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        pool = self._pools.get(request.url.scheme)
-        if pool is None:
-            raise httpx.UnsupportedProtocol(f"unsupported scheme {request.url.scheme!r}")
-        if not isinstance(request.stream, httpx.AsyncByteStream):  # pragma: no cover
-            raise TypeError("an async request body is required")
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
-        with _map_httpcore_exceptions():
-            response = await pool.handle_async_request(core_request)
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_ResponseStream(response.stream),
-            extensions=response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        for pool in self._pools.values():
-            await pool.aclose()
+    async def close(self) -> None:
+        pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,7 +382,18 @@ def _find(exc: BaseException, kind: type[_E]) -> _E | None:
     return None
 
 
-def _tls_message(error: ssl.SSLError) -> str:
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    # aiohttp's ClientConnectorSSLError/CertificateError subclass ssl's errors; the real one is
+    # their cause.
+    for item in _causes(exc):
+        if isinstance(item, ssl.SSLError) and not isinstance(item, aiohttp.ClientError):
+            return item
+    return None
+
+
+def _tls_message(error: ssl.SSLError | None) -> str:
+    if error is None:
+        return "TLS handshake failed"
     if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
         return f"TLS certificate verification failed: {error.verify_message}"
     if isinstance(error.reason, str) and error.reason:
@@ -493,38 +401,49 @@ def _tls_message(error: ssl.SSLError) -> str:
     return "TLS handshake failed"
 
 
+_CLOSED_EARLY: Final = "connection closed by the endpoint before a complete response"
+
+
 def _classify(exc: Exception, timeout_seconds: float) -> tuple[ErrorClass, str]:
-    if isinstance(exc, DestinationBlockedError):
-        return ErrorClass.BLOCKED, f"destination not allowed: {exc.reason}"
-    if isinstance(exc, DnsResolutionError):
-        return ErrorClass.DNS, str(exc)
+    blocked = _find(exc, DestinationBlockedError)
+    if blocked is not None:
+        return ErrorClass.BLOCKED, f"destination not allowed: {blocked.reason}"
+    unresolved = _find(exc, DnsResolutionError)
+    if unresolved is not None:
+        return ErrorClass.DNS, str(unresolved)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ErrorClass.TIMEOUT, "timed out connecting to the endpoint"
     if isinstance(exc, TimeoutError):
         return ErrorClass.TIMEOUT, f"no complete response within {timeout_seconds:g} s"
-    tls_error = _find(exc, ssl.SSLError)
-    if isinstance(exc, httpx.ConnectTimeout):
-        return ErrorClass.TIMEOUT, "timed out connecting to the endpoint"
-    if isinstance(exc, httpx.TimeoutException):
-        return ErrorClass.TIMEOUT, f"no complete response within {timeout_seconds:g} s"
-    if isinstance(exc, httpx.ConnectError):
-        if tls_error is not None:
+    tls_error = _ssl_error(exc)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if tls_error is not None or isinstance(exc, aiohttp.ClientSSLError):
             return ErrorClass.TLS, _tls_message(tls_error)
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            return ErrorClass.DNS, "host could not be resolved"
         if _find(exc, ConnectionRefusedError) is not None:
             return ErrorClass.CONNECT, "connection refused by the endpoint"
         return ErrorClass.CONNECT, "could not connect to the endpoint"
-    if isinstance(exc, httpx.ReadError | httpx.WriteError | httpx.NetworkError):
-        return ErrorClass.RESET, "connection closed or reset by the endpoint"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        text = str(exc).lower()
-        if "disconnected" in text or "peer closed" in text:
-            # httpcore/h11 wording for a connection closed before the response was complete.
-            return ErrorClass.RESET, "connection closed by the endpoint before a complete response"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return ErrorClass.RESET, _CLOSED_EARLY
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        # aiohttp's wording when the connection is lost mid-body; otherwise the framing is bad.
+        if "payload is not completed" in str(exc):
+            return ErrorClass.RESET, _CLOSED_EARLY
         return ErrorClass.PROTOCOL, "malformed HTTP response from the endpoint"
-    if isinstance(exc, httpx.LocalProtocolError):
-        return ErrorClass.PROTOCOL, "the request could not be encoded (invalid header?)"
-    if isinstance(exc, httpx.UnsupportedProtocol):
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # No raise_for_status: a ClientResponseError here is a response that did not parse.
+        return ErrorClass.PROTOCOL, "malformed HTTP response from the endpoint"
+    if isinstance(exc, aiohttp.NonHttpUrlClientError):
         return ErrorClass.INVALID_URL, "invalid URL: unsupported scheme"
-    if isinstance(exc, httpx.HTTPError):
+    if isinstance(exc, aiohttp.InvalidURL):
+        return ErrorClass.INVALID_URL, "invalid URL: the URL cannot be requested"
+    if isinstance(exc, aiohttp.ClientError) and tls_error is None:
+        if isinstance(exc, aiohttp.ClientConnectionError):
+            return ErrorClass.RESET, "connection closed or reset by the endpoint"
         return ErrorClass.PROTOCOL, "HTTP error while talking to the endpoint"
+    if isinstance(exc, ValueError):  # aiohttp: control characters in a header; ours: bad names
+        return ErrorClass.PROTOCOL, "the request could not be encoded (invalid header?)"
     if tls_error is not None:
         return ErrorClass.TLS, _tls_message(tls_error)
     if isinstance(exc, ConnectionResetError | BrokenPipeError):
@@ -536,8 +455,9 @@ _HANDLED_ERRORS: Final = (
     DestinationBlockedError,
     DnsResolutionError,
     TimeoutError,
-    httpx.HTTPError,
+    aiohttp.ClientError,
     OSError,  # includes ssl.SSLError
+    ValueError,  # invalid header (see _classify)
 )
 
 
@@ -554,7 +474,7 @@ def _build_ssl_context(verify: ssl.SSLContext | str | bool) -> ssl.SSLContext:
             raise ValueError("the SSL context must verify certificates and host names")
         return verify
     if verify is True:
-        context = httpx.create_ssl_context(verify=True, trust_env=False)
+        context = ssl.create_default_context()  # the system trust store
     elif os.path.isdir(verify):
         context = ssl.create_default_context(capath=verify)
     else:
@@ -563,6 +483,20 @@ def _build_ssl_context(verify: ssl.SSLContext | str | bool) -> ssl.SSLContext:
     context.verify_mode = ssl.CERT_REQUIRED
     context.check_hostname = True
     return context
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(timeout_seconds: float) -> aiohttp.ClientTimeout:
+    # The total deadline is the caller's asyncio.timeout; aiohttp bounds each connect (TCP and
+    # TLS handshake). Waiting for a free connection to the host counts only against the total.
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=None,
+        sock_read=None,
+        sock_connect=min(timeout_seconds, MAX_CONNECT_TIMEOUT_SECONDS),
+        # Not rounded up to a whole second (aiohttp does that above the threshold, default 5 s).
+        ceil_threshold=MAX_CONNECT_TIMEOUT_SECONDS,
+    )
 
 
 def _basic_auth(username: str, password: str | None) -> str:
@@ -576,14 +510,24 @@ def _bounded(value: str | None) -> str | None:
     return value[:MAX_HEADER_VALUE_CHARS]
 
 
-@dataclass
-class _HostSlots:
-    semaphore: asyncio.Semaphore
-    users: int = 0
+def _span_url(parsed: ParsedUrl) -> str:
+    """``url.full`` for the span: no user info, values of signed-URL query parameters redacted."""
+    url = parsed.request_url()
+    base, question, query = url.partition("?")
+    if not question:
+        return url
+    parts = []
+    for item in query.split("&"):
+        name, equals, _value = item.partition("=")
+        parts.append(f"{name}=REDACTED" if equals and name in _REDACTED_QUERY_PARAMS else item)
+    return f"{base}?{'&'.join(parts)}"
 
 
 class DeliveryHttpClient:
-    """POSTs webhook attempts; one instance per worker, shared by all activities."""
+    """POSTs webhook attempts; one instance per worker, shared by all activities.
+
+    The aiohttp sessions are opened on first use, inside the running event loop.
+    """
 
     def __init__(
         self,
@@ -601,25 +545,19 @@ class DeliveryHttpClient:
         if max_connections_per_host < 1:
             raise ValueError("max_connections_per_host must be at least 1")
         self._policy = policy
+        self._resolver = resolver
+        self._ssl_context = _build_ssl_context(verify)
         self._max_response_bytes = max_response_bytes
         self._excerpt_bytes = min(excerpt_bytes, max_response_bytes)
         self._max_per_host = max_connections_per_host
-        self._slots: dict[tuple[str, str, int], _HostSlots] = {}
-        self._transport = _PinnedTransport(
-            policy=policy, resolver=resolver, ssl_context=_build_ssl_context(verify)
-        )
-        self._client = httpx.AsyncClient(
-            # Client spans, and `traceparent` on the POST so a receiver can continue the trace.
-            transport=AsyncOpenTelemetryTransport(self._transport),
-            trust_env=False,
-            follow_redirects=False,
-            headers={
-                "User-Agent": user_agent,
-                "Accept": "*/*",
-                # Only what _BodyCollector can decode with a bounded output.
-                "Accept-Encoding": "gzip, deflate",
-            },
-        )
+        self._headers = {
+            "User-Agent": user_agent,
+            "Accept": "*/*",
+            # Only what _BodyCollector can decode with a bounded output.
+            "Accept-Encoding": "gzip, deflate",
+        }
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._closed = False
 
     async def __aenter__(self) -> Self:
         return self
@@ -633,27 +571,47 @@ class DeliveryHttpClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        self._closed = True
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
 
-    @contextlib.asynccontextmanager
-    async def _host_slot(self, key: tuple[str, str, int]) -> AsyncGenerator[None, None]:
-        slots = self._slots.get(key)
-        if slots is None:
-            slots = self._slots[key] = _HostSlots(asyncio.Semaphore(self._max_per_host))
-        slots.users += 1
-        try:
-            async with slots.semaphore:
-                yield
-        finally:
-            slots.users -= 1
-            if slots.users == 0:
-                del self._slots[key]
+    def _open_session(self, scheme: str) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("the client has been closed")
+        connector = aiohttp.TCPConnector(
+            resolver=_PinnedResolver(scheme=scheme, policy=self._policy, resolver=self._resolver),
+            use_dns_cache=False,
+            ssl=self._ssl_context,
+            # Pooled by aiohttp's connection key: (hostname, port, TLS or not, ...).
+            limit=0,
+            limit_per_host=self._max_per_host,
+            keepalive_timeout=KEEPALIVE_EXPIRY_SECONDS,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self._headers,
+            # aiohttp would label the bytes application/octet-stream; only the caller sets it.
+            skip_auto_headers=("Content-Type",),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None),
+            auto_decompress=False,
+            trust_env=False,
+        )
+        self._sessions[scheme] = session
+        return session
 
     def _request_headers(self, parsed: ParsedUrl, headers: Mapping[str, str]) -> dict[str, str]:
-        merged = {
-            name: value for name, value in headers.items() if name.lower() not in _RESERVED_HEADERS
-        }
-        has_auth = any(name.lower() == "authorization" for name in merged)
+        merged: dict[str, str] = {}
+        has_auth = False
+        for name, value in headers.items():
+            lowered = name.lower()
+            if lowered in _RESERVED_HEADERS:
+                continue
+            if _HEADER_NAME.fullmatch(name) is None:
+                raise _InvalidHeaderError("invalid header name")
+            has_auth = has_auth or lowered == "authorization"
+            merged[name] = value
         # URL user info becomes Basic auth, unless the caller set Authorization explicitly.
         if parsed.username is not None and not has_auth:
             merged["Authorization"] = _basic_auth(parsed.username, parsed.password)
@@ -675,38 +633,77 @@ class DeliveryHttpClient:
             parsed = parse_url(url, self._policy)
         except UrlRejectedError as exc:
             return self._result(started, ErrorClass.INVALID_URL, f"invalid URL: {exc.reason}")
+        session = self._sessions.get(parsed.scheme)
+        if session is None:
+            session = self._open_session(parsed.scheme)
 
-        timeout = httpx.Timeout(
-            timeout_seconds, connect=min(timeout_seconds, MAX_CONNECT_TIMEOUT_SECONDS)
-        )
-        request = self._client.build_request(
-            "POST",
-            parsed.request_url(),
-            headers=self._request_headers(parsed, headers),
-            content=body,
-            timeout=timeout,
-        )
+        span = _tracer.start_span("POST", kind=SpanKind.CLIENT)
+        try:
+            recording = span.is_recording()
+            if recording:
+                span.set_attributes(
+                    {
+                        "http.request.method": "POST",
+                        "server.address": parsed.host,
+                        "server.port": parsed.port,
+                        "url.full": _span_url(parsed),
+                    }
+                )
+            result = await self._send(
+                session, parsed, headers, body, timeout_seconds, span, started
+            )
+            if recording:
+                self._record_on_span(span, result)
+            return result
+        finally:
+            span.end()
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        parsed: ParsedUrl,
+        headers: Mapping[str, str],
+        body: bytes,
+        timeout_seconds: float,
+        span: trace.Span,
+        started: float,
+    ) -> AttemptResult:
         status: int | None = None
         retry_after: str | None = None
         location: str | None = None
         collector: _BodyCollector | None = None
         try:
             async with asyncio.timeout(timeout_seconds):
-                async with self._host_slot((parsed.scheme, parsed.host, parsed.port)):
-                    response = await self._client.send(request, stream=True)
-                    try:
-                        status = response.status_code
-                        retry_after = _bounded(response.headers.get("retry-after"))
-                        if 300 <= status < 400:
-                            location = _bounded(response.headers.get("location"))
-                        collector = _BodyCollector(
-                            response.headers.get("content-encoding"),
-                            self._max_response_bytes,
-                            self._excerpt_bytes,
-                        )
-                        await self._read_body(response, collector)
-                    finally:
-                        await response.aclose()
+                request_headers = self._request_headers(parsed, headers)
+                if span.get_span_context().is_valid:
+                    # traceparent: the receiver continues the trace from this span.
+                    propagate.inject(request_headers, context=trace.set_span_in_context(span))
+                if parsed.literal_ip is not None:
+                    _check(parsed, [parsed.literal_ip], self._policy)  # never resolved by aiohttp
+                response = await session.post(
+                    parsed.request_url(),
+                    data=body if len(body) <= _LARGE_BODY_BYTES else io.BytesIO(body),
+                    headers=request_headers,
+                    allow_redirects=False,
+                    timeout=_client_timeout(timeout_seconds),
+                )
+                complete = False
+                try:
+                    status = response.status
+                    retry_after = _bounded(response.headers.get("retry-after"))
+                    if 300 <= status < 400:
+                        location = _bounded(response.headers.get("location"))
+                    collector = _BodyCollector(
+                        response.headers.get("content-encoding"),
+                        self._max_response_bytes,
+                        self._excerpt_bytes,
+                    )
+                    complete = await self._read_body(response, collector)
+                finally:
+                    if complete:
+                        response.release()  # back to the pool
+                    else:
+                        response.close()  # capped, timed out or failed: not drained
         except _HANDLED_ERRORS as exc:
             error_class, message = _classify(exc, timeout_seconds)
             logger.debug(
@@ -734,15 +731,28 @@ class DeliveryHttpClient:
             location=location,
         )
 
-    async def _read_body(self, response: httpx.Response, collector: _BodyCollector) -> None:
+    async def _read_body(self, response: aiohttp.ClientResponse, collector: _BodyCollector) -> bool:
+        """Feed raw body chunks to ``collector`` until it is done; True if the body ended."""
+        content = response.content
         if self._max_response_bytes == 0:
-            return
-        chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
-        async with contextlib.aclosing(chunks):
-            async for chunk in chunks:
-                collector.feed(chunk)
-                if collector.done:
-                    break
+            return content.is_eof()
+        while not collector.done:
+            chunk = await content.readany()
+            if not chunk:
+                return True
+            collector.feed(chunk)
+        return content.is_eof()
+
+    @staticmethod
+    def _record_on_span(span: trace.Span, result: AttemptResult) -> None:
+        if result.status_code is not None:
+            span.set_attribute("http.response.status_code", result.status_code)
+        if result.error_class is not ErrorClass.NONE:
+            span.set_attribute("error.type", result.error_class.value)
+            span.set_status(StatusCode.ERROR, result.error_message)
+        elif result.status_code is not None and result.status_code >= 400:
+            span.set_attribute("error.type", str(result.status_code))
+            span.set_status(StatusCode.ERROR)
 
     @staticmethod
     def _result(

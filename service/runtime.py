@@ -60,8 +60,7 @@ PASSTHROUGH = (
     "sqlmodel",
     "sqlalchemy",
     "pydantic",
-    "httpx",
-    "httpcore",
+    "aiohttp",
     "opentelemetry",
     "grpc",
 )
