@@ -140,6 +140,9 @@ def stack_settings(tmp_path: Path, database_url: str) -> Settings:
         ssrf_allow_http=True,
         signature_header="X-Devotel-Signature",
         task_queue=f"deliveries-{uuid.uuid4().hex[:12]}",
+        # Production runs unsandboxed for speed; tests run the workflow in the sandbox, which
+        # fails a workflow task on a non-deterministic call.
+        workflow_sandbox=True,
     )
 
 
