@@ -254,9 +254,11 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "## A worker holding deliveries on backoff timers",
         "",
+        "Measured on `hookline dev`: the RSS is its whole process (API, dispatcher, worker).",
+        "",
         f"{_f(b.get('deliveries_waiting'))} deliveries waiting on a backoff timer (of "
         f"{_f(b.get('deliveries_target'))} asked; {_f(b.get('running_workflows'))} delivery "
-        f"workflows running) after {_f(b.get('seconds'))} s: worker RSS "
+        f"workflows running) after {_f(b.get('seconds'))} s: RSS "
         f"{_f(b.get('worker_rss_mb'))} MB, peak {_f(b.get('worker_peak_rss_mb'))} MB; under "
         f"300 MB: {_f(b.get('under_300_mb'))}. RSS grew "
         f"{_f(b.get('rss_mb_per_1000_waiting'))} MB per 1,000 more waiting (second half of the "

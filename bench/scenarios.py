@@ -58,6 +58,7 @@ class Sizes:
     crash_kills: int
     celery_visibility_s: int
     scenario_limit_s: float
+    backoff_limit_s: float
     fresh_hookline_per_scenario: bool
 
     @property
@@ -86,6 +87,7 @@ FULL = Sizes(
     crash_kills=2,
     celery_visibility_s=10,
     scenario_limit_s=170.0,
+    backoff_limit_s=330.0,
     fresh_hookline_per_scenario=True,
 )
 QUICK = Sizes(
@@ -109,6 +111,7 @@ QUICK = Sizes(
     crash_kills=1,
     celery_visibility_s=3,
     scenario_limit_s=60.0,
+    backoff_limit_s=60.0,
     fresh_hookline_per_scenario=False,
 )
 
