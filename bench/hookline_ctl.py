@@ -76,6 +76,15 @@ class Published:
 class PublishRun:
     events: list[Published] = field(default_factory=list)
     errors: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
+    first_error: str = ""
+
+    def failed(self, error: grpc.aio.AioRpcError) -> None:
+        self.errors += 1
+        code = error.code().name
+        self.error_codes[code] = self.error_codes.get(code, 0) + 1
+        if not self.first_error:
+            self.first_error = f"{code}: {error.details()} ({error.debug_error_string()})"[:500]
     started: float = 0.0
     finished: float = 0.0
 
@@ -134,8 +143,8 @@ class HooklineApi:
             for _ in remaining:
                 try:
                     run.events.append(await self.publish(event_type))
-                except grpc.aio.AioRpcError:
-                    run.errors += 1
+                except grpc.aio.AioRpcError as error:
+                    run.failed(error)
 
         run.started = time.time()
         await asyncio.gather(*(caller() for _ in range(callers)))
@@ -149,8 +158,8 @@ class HooklineApi:
         async def one() -> None:
             try:
                 run.events.append(await self.publish(event_type))
-            except grpc.aio.AioRpcError:
-                run.errors += 1
+            except grpc.aio.AioRpcError as error:
+                run.failed(error)
 
         run.started = time.time()
         t0 = time.monotonic()
