@@ -85,6 +85,7 @@ class PublishRun:
         self.error_codes[code] = self.error_codes.get(code, 0) + 1
         if not self.first_error:
             self.first_error = f"{code}: {error.details()} ({error.debug_error_string()})"[:500]
+
     started: float = 0.0
     finished: float = 0.0
 
