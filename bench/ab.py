@@ -84,10 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="latency run length")
     parser.add_argument("--env", action="append", default=[], help="NAME=value for hookline dev")
     parser.add_argument("--profile", action="store_true", help="py-spy the hookline process")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     _with_env(dict(item.split("=", 1) for item in args.env))
     result = asyncio.run(run(args.events, args.rate, args.seconds, args.profile))
-    print(json.dumps(result, indent=1, default=str))
+    text = json.dumps({"env": args.env, **result}, indent=1, default=str)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
     return 0
 
 
