@@ -56,7 +56,7 @@ class Ingestor:
         self._catalog = catalog
         self._max_event_bytes = max_event_bytes
         self._on_committed = on_committed
-        self._committer: Batcher[NewEvent, PublishResult] = Batcher(
+        self._writes: Batcher[NewEvent, PublishResult] = Batcher(
             self._write_batch, self._write_one
         )
 
@@ -84,7 +84,7 @@ class Ingestor:
             found = await self._find_by_key(tenant_id, key)
             if found is not None:
                 return found
-        result = await self._committer.submit(
+        result = await self._writes.submit(
             NewEvent(tenant_id, event_type, workspace, data, key or None, current_traceparent())
         )
         if result.duplicate:
