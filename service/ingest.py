@@ -56,9 +56,7 @@ class Ingestor:
         self._catalog = catalog
         self._max_event_bytes = max_event_bytes
         self._on_committed = on_committed
-        self._writes: Batcher[NewEvent, PublishResult] = Batcher(
-            self._write_batch, self._write_one
-        )
+        self._writes: Batcher[NewEvent, PublishResult] = Batcher(self._write_batch, self._write_one)
 
     def set_on_committed(self, callback: DeliveriesCommitted) -> None:
         self._on_committed = callback
